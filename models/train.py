@@ -1,0 +1,319 @@
+"""Train a StyleGAN2 or DCGAN on an image folder; resumable, bf16-autocast capable, exports native models.
+
+CLI: `python -m models.train --data DIR --arch stylegan2|dcgan --res 64 [--kimg N] [--resume CKPT] --out DIR`.
+Writes `OUT/state.pt` (resume state, torch.save of plain tensors/dicts: loadable with weights_only=True),
+`OUT/samples.png` (8x8 grid of G_ema), `OUT/log.txt` and, with `--export NAME`, a native model.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import logging
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .augment import diff_augment
+from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
+from .dataset import load_images, split_files
+from .native import save_model
+
+log = logging.getLogger("models.train")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Hyper-parameters; defaults follow StyleGAN2-ADA's small-data settings scaled to a CPU."""
+
+    arch: str = "stylegan2"
+    resolution: int = 64
+    batch: int = 32
+    kimg: float = 100.0
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    r1_gamma: float = 0.1
+    r1_interval: int = 16
+    pl_weight: float = 0.0
+    pl_interval: int = 4
+    style_mixing: float = 0.5
+    ema_kimg: float = 10.0
+    ema_rampup: float = 0.05
+    augment: tuple[str, ...] = ("color", "translation", "cutout")
+    xflip: bool = True
+    bf16: bool = True
+    holdout_fraction: float = 0.02
+    seed: int = 0
+    channel_base: int = 2048
+    channel_max: int = 256
+    z_dim: int = 256
+    dcgan_width: int = 64
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM so the loop can save and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def install(self) -> None:
+        def handler(signum, frame):  # noqa: ARG001
+            log.info("signal %d received: saving and stopping", signum)
+            self.stop = True
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def make_config(opts: TrainOptions, *, data_name: str) -> ModelConfig:
+    info = dict(name=f"{Path(data_name).name}-{opts.arch}{opts.resolution}", domain=Path(data_name).name)
+    if opts.arch == "stylegan2":
+        return small_stylegan2_config(resolution=opts.resolution, channel_base=opts.channel_base,
+                                      channel_max=opts.channel_max, z_dim=opts.z_dim, w_dim=opts.z_dim, **info)
+    if opts.resolution != 64:
+        raise ValueError("DCGAN trains at 64 px only")
+    return dcgan_config(z_dim=100, ngf=opts.dcgan_width, ndf=opts.dcgan_width, **info)
+
+
+def _autocast(opts: TrainOptions, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16)
+
+
+def sample_batch(images: torch.Tensor, batch: int, *, xflip: bool, gen: torch.Generator,
+                 device: torch.device) -> torch.Tensor:
+    idx = torch.randint(0, images.shape[0], (batch,), generator=gen)
+    x = images[idx].to(device).float() / 127.5 - 1
+    if xflip:
+        flip = torch.rand(batch, generator=gen) < 0.5
+        x[flip] = x[flip].flip(3)
+    return x
+
+
+def generate(G: torch.nn.Module, z: torch.Tensor, *, style_mixing: float) -> torch.Tensor:
+    """G(z) with optional style mixing (second latent takes over from a random layer)."""
+    ws = G.mapping(z, update_w_avg=G.training)
+    if style_mixing > 0 and G.num_ws > 1:
+        cutoff = torch.randint(1, G.num_ws, ())
+        if torch.rand(()) < style_mixing:
+            ws2 = G.mapping(torch.randn_like(z))
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+    return G.synthesis(ws, noise_mode="random")
+
+
+def r1_penalty(D: torch.nn.Module, real: torch.Tensor, opts: TrainOptions, device: torch.device) -> torch.Tensor:
+    real = real.detach().requires_grad_(True)
+    with _autocast(opts, device):
+        logits = D(diff_augment(real, opts.augment) if opts.augment else real)
+    (grad,) = torch.autograd.grad(logits.float().sum(), real, create_graph=True)
+    return grad.square().sum(dim=[1, 2, 3]).mean()
+
+
+def save_grid(G: torch.nn.Module, path: Path, *, seed: int = 0, n: int = 8, device: torch.device) -> None:
+    """n x n grid of G(z) for fixed seeds, PNG."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n * n, G.z_dim, generator=gen).to(device)
+    with torch.no_grad():
+        imgs = torch.cat([G(z[i:i + 16], noise_mode="const") for i in range(0, n * n, 16)])
+    imgs = ((imgs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    r = imgs.shape[-1]
+    grid = imgs.reshape(n, n, 3, r, r).permute(0, 3, 1, 4, 2).reshape(n * r, n * r, 3).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+
+
+class Trainer:
+    """Holds networks, optimisers and counters; `step()` runs one G and one D update."""
+
+    def __init__(self, opts: TrainOptions, config: ModelConfig, images: torch.Tensor, device: torch.device):
+        self.opts, self.config, self.images, self.device = opts, config, images, device
+        torch.manual_seed(opts.seed)
+        self.gen = torch.Generator().manual_seed(opts.seed)
+        self.G = build_generator(config).to(device).train()
+        self.D = build_discriminator(config).to(device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        if opts.arch == "dcgan":
+            for m in list(self.G.modules()) + list(self.D.modules()):
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                    torch.nn.init.normal_(m.weight, 0.0, 0.02)
+            self.G_ema.load_state_dict(self.G.state_dict())
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        else:
+            r = opts.r1_interval / (opts.r1_interval + 1)
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=opts.g_lr, betas=(0.0, 0.99), eps=1e-8)
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=opts.d_lr * r, betas=(0.0, 0.99 ** r), eps=1e-8)
+        self.nimg = 0
+        self.step_idx = 0
+        self.pl_mean = torch.zeros([], device=device)
+
+    def state(self) -> dict:
+        return {"config": self.config.to_json(), "opts": dataclasses.asdict(self.opts),
+                "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+                "nimg": self.nimg, "step": self.step_idx, "pl_mean": self.pl_mean,
+                "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
+
+    def load_state(self, s: dict) -> None:
+        self.G.load_state_dict(s["G"])
+        self.D.load_state_dict(s["D"])
+        self.G_ema.load_state_dict(s["G_ema"])
+        self.opt_G.load_state_dict(s["opt_G"])
+        self.opt_D.load_state_dict(s["opt_D"])
+        self.nimg, self.step_idx = int(s["nimg"]), int(s["step"])
+        self.pl_mean = s["pl_mean"].to(self.device)
+        self.gen.set_state(s["rng"])
+        torch.set_rng_state(s["torch_rng"])
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.opts.augment) if self.opts.augment else x
+
+    def step(self) -> dict[str, float]:
+        o, dev = self.opts, self.device
+        n = o.batch
+        real = sample_batch(self.images, n, xflip=o.xflip, gen=self.gen, device=dev)
+        mixing = o.style_mixing if o.arch == "stylegan2" else 0.0
+        # Generator update: non-saturating logistic loss.
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        with _autocast(o, dev):
+            fake = generate(self.G, torch.randn(n, self.G.z_dim, device=dev), style_mixing=mixing)
+            g_loss = F.softplus(-self.D(self._aug(fake))).float().mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_G.step()
+        # Discriminator update.
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        with _autocast(o, dev):
+            with torch.no_grad():
+                fake = generate(self.G, torch.randn(n, self.G.z_dim, device=dev), style_mixing=mixing)
+            d_loss = (F.softplus(self.D(self._aug(fake))).float().mean()
+                      + F.softplus(-self.D(self._aug(real))).float().mean())
+        self.opt_D.zero_grad(set_to_none=True)
+        d_loss.backward()
+        r1 = torch.zeros([])
+        if o.arch == "stylegan2" and o.r1_gamma > 0 and self.step_idx % o.r1_interval == 0:
+            r1 = r1_penalty(self.D, real[: max(n // 2, 1)], o, dev)
+            (r1 * (o.r1_gamma / 2) * o.r1_interval).backward()
+        self.opt_D.step()
+        self.nimg += n
+        self.step_idx += 1
+        self._update_ema()
+        return {"g": float(g_loss.detach()), "d": float(d_loss.detach()), "r1": float(r1.detach())}
+
+    def _update_ema(self) -> None:
+        o = self.opts
+        ema_nimg = o.ema_kimg * 1000
+        if o.ema_rampup:
+            ema_nimg = min(ema_nimg, self.nimg * o.ema_rampup)
+        beta = 0.5 ** (o.batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+
+
+def export(trainer: Trainer, path: Path, *, licence: str, provenance: str, name: str,
+           dtype: torch.dtype = torch.float16) -> Path:
+    """Write G_ema + D as a native model with provenance and images seen."""
+    config = trainer.config.replace(name=name, licence=licence, provenance=provenance,
+                                    images_seen=trainer.nimg, w_avg_known=True)
+    G = copy.deepcopy(trainer.G_ema).cpu().eval()
+    return save_model(path, config, G, copy.deepcopy(trainer.D).cpu().eval(), dtype=dtype)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="folder of training images")
+    p.add_argument("--arch", choices=("stylegan2", "dcgan"), default="stylegan2")
+    p.add_argument("--res", type=int, default=64)
+    p.add_argument("--kimg", type=float, default=100.0, help="train until this many thousand images seen")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--resume", help="state.pt to continue from")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
+    p.add_argument("--no-bf16", action="store_true")
+    p.add_argument("--r1-gamma", type=float, default=0.1)
+    p.add_argument("--pl-weight", type=float, default=0.0)
+    p.add_argument("--channel-base", type=int, default=2048)
+    p.add_argument("--channel-max", type=int, default=256)
+    p.add_argument("--z-dim", type=int, default=256)
+    p.add_argument("--holdout", type=float, default=0.02, help="fraction of files held out (by name hash)")
+    p.add_argument("--snapshot-min", type=float, default=5.0, help="minutes between state/sample saves")
+    p.add_argument("--export", help="also write a native model here at each snapshot (NAME.safetensors)")
+    p.add_argument("--licence", default="unknown")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=not a.no_bf16,
+                        r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, holdout_fraction=a.holdout, seed=a.seed,
+                        channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(out / "log.txt")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().addHandler(fh)
+    train_files, held = split_files(a.data, holdout_fraction=opts.holdout_fraction)
+    (out / "heldout.txt").write_text("\n".join(p.name for p in held) + "\n")
+    images = load_images(train_files, opts.resolution)
+    config = make_config(opts, data_name=a.data)
+    if a.resume:
+        s = torch.load(a.resume, map_location=device, weights_only=True)
+        config = ModelConfig.from_json(s["config"])
+        trainer = Trainer(opts, config, images, device)
+        trainer.load_state(s)
+        log.info("resumed from %s at %d images", a.resume, trainer.nimg)
+    else:
+        trainer = Trainer(opts, config, images, device)
+    stop = StopFlag()
+    stop.install()
+    provenance = (f"trained by models.train on {Path(a.data).name} ({len(train_files)} images, "
+                  f"{len(held)} held out by name hash)")
+
+    def snapshot() -> None:
+        tmp = out / "state.pt.tmp"
+        torch.save(trainer.state(), tmp)
+        tmp.replace(out / "state.pt")
+        save_grid(trainer.G_ema, out / "samples.png", device=device)
+        if a.export:
+            export(trainer, Path(a.export), licence=a.licence, provenance=provenance,
+                   name=Path(a.export).stem)
+
+    t_last, t_snap, n_last = time.time(), time.time(), trainer.nimg
+    while trainer.nimg < opts.kimg * 1000 and not stop.stop:
+        losses = trainer.step()
+        if not all(math.isfinite(v) for v in losses.values()):
+            log.error("non-finite loss %s at %d images: stopping without saving", losses, trainer.nimg)
+            return 1
+        now = time.time()
+        if now - t_last > 60:
+            ips = (trainer.nimg - n_last) / (now - t_last)
+            log.info("kimg %.1f  img/s %.1f  G %.3f  D %.3f  R1 %.3f", trainer.nimg / 1000, ips,
+                     losses["g"], losses["d"], losses["r1"])
+            t_last, n_last = now, trainer.nimg
+        if now - t_snap > a.snapshot_min * 60:
+            snapshot()
+            t_snap = now
+    snapshot()
+    log.info("stopped at %d images (%s)", trainer.nimg, "signal" if stop.stop else "done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
