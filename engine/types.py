@@ -1,0 +1,151 @@
+"""The engine's data contract, stated once for every layer (CLI, app, tests).
+
+Conventions (never flipped between layers):
+- Images crossing the engine boundary are numpy `uint8` arrays `[H, W, 3]`, RGB order, 0..255.
+- Inside the engine images are torch float `[N, 3, R, R]` in [-1, 1] (the generator's range).
+- Masks are numpy `bool` arrays `[H, W]` with **True = known pixel** (the pixel constrains the result).
+  Users paint the region to *fill* (inpaint) or the *strokes* (scribble); `known_from_fill_mask` and
+  `known_from_strokes` convert those to this polarity at the edge.
+- Latents: z `[z_dim]`, w `[1, w_dim]`, w+ `[num_ws, w_dim]` per run (a batch dimension in front inside).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+LATENT_SPACES = ("z", "w", "w+")
+OPTIMIZERS = ("adam", "lbfgs")
+PERCEPTUALS = ("discriminator", "vgg16", "vgg16-random", "none")
+INITS = ("mean", "best-of-k", "given")
+TASKS = ("reconstruct", "inpaint", "colorize", "deblur", "superres", "scribble")
+
+
+class EngineError(ValueError):
+    """A request the engine cannot run; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class OperatorSpec:
+    """One degradation applied to G(w) *and* compared against the target.
+
+    kind: 'identity' | 'mask' | 'blur' (kernel_size, sigma) | 'grayscale' | 'downsample' (factor) |
+    'scribble'. 'mask' and 'scribble' restrict the loss to the request's `known` pixels.
+    """
+
+    kind: str
+    kernel_size: int = 9
+    sigma: float = 2.0
+    factor: int = 4
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of each loss term; any can be 0."""
+
+    l1: float = 0.0
+    l2: float = 1.0
+    perceptual: float = 0.5
+    latent_dist: float = 0.0
+    realism: float = 0.0
+    noise_reg: float = 1e5
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise EngineError(f"loss weight {f.name} must be a finite number >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """How to search: latent space, optimiser, schedule, losses, initialisation, precision."""
+
+    latent_space: str = "w+"
+    steps: int = 200
+    lr: float = 0.05
+    optimizer: str = "adam"
+    weights: LossWeights = field(default_factory=LossWeights)
+    perceptual: str = "discriminator"
+    optimize_noise: bool = False
+    init: str = "mean"
+    num_starts: int = 8
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    initial_noise_factor: float = 0.05
+    noise_ramp_length: float = 0.75
+    preview_every: int = 10
+    seed: int = 0
+    bf16: bool = False
+    max_steps: int = 5000
+
+    def validate(self) -> None:
+        if self.latent_space not in LATENT_SPACES:
+            raise EngineError(f"latent space must be one of {LATENT_SPACES}, got {self.latent_space!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise EngineError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.perceptual not in PERCEPTUALS:
+            raise EngineError(f"perceptual backbone must be one of {PERCEPTUALS}, got {self.perceptual!r}")
+        if self.init not in INITS:
+            raise EngineError(f"init must be one of {INITS}, got {self.init!r}")
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps <= 0:
+            raise EngineError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.steps > self.max_steps:
+            raise EngineError(f"steps must be at most {self.max_steps}, got {self.steps}")
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise EngineError(f"learning rate must be a finite number > 0, got {self.lr!r}")
+        if not isinstance(self.preview_every, int) or self.preview_every <= 0:
+            raise EngineError(f"preview_every must be a positive integer, got {self.preview_every!r}")
+        if not isinstance(self.num_starts, int) or not 1 <= self.num_starts <= 256:
+            raise EngineError(f"num_starts must be an integer in 1..256, got {self.num_starts!r}")
+        self.weights.validate()
+
+    def replace(self, **changes: Any) -> "InversionConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class InversionRequest:
+    """What to match: target `[R, R, 3]` uint8 RGB at the model's resolution, operators, known mask."""
+
+    target: np.ndarray
+    operators: tuple[OperatorSpec, ...] = (OperatorSpec("identity"),)
+    known: np.ndarray | None = None
+    config: InversionConfig = field(default_factory=InversionConfig)
+    init_latent: torch.Tensor | None = None
+    init_noises: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One streamed snapshot of a run (every `preview_every` steps, plus the final one)."""
+
+    step: int
+    total: int
+    image: np.ndarray          # [R, R, 3] uint8 RGB: G(latent)
+    degraded: np.ndarray       # [R, R, 3] uint8 RGB: operator(G(latent)), what the loss compares
+    losses: dict[str, float]   # each loss term (unweighted) plus 'total' (weighted sum)
+    elapsed: float             # seconds since the run started
+    latent: torch.Tensor       # CPU float32: z [z_dim], w [1, w_dim] or w+ [num_ws, w_dim]
+    latent_space: str
+    noises: tuple[torch.Tensor, ...] | None = None  # CPU noise maps when noise is optimised
+    messages: tuple[str, ...] = ()                  # notices (e.g. perceptual fallback)
+    done: bool = False
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.step / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def known_from_fill_mask(fill: np.ndarray) -> np.ndarray:
+    """User's inpaint mask (True/nonzero = region to fill) -> known mask (True = keep)."""
+    return ~np.asarray(fill, dtype=bool)
+
+
+def known_from_strokes(strokes: np.ndarray) -> np.ndarray:
+    """User's scribble stroke mask (True/nonzero = stroked) -> known mask (True = constrained)."""
+    return np.asarray(strokes, dtype=bool)

@@ -1,0 +1,86 @@
+"""Front door for weights: `load_model(name_or_path)` / `load_generator(...)` for every supported format.
+
+Names resolve to bundled models (`assets/models/NAME.json`, or `$LATENTBRUSH_MODELS`) first, then to
+catalogue entries (downloaded on first use). Paths dispatch on suffix: `.safetensors`/`.json` native,
+`.pkl` official StyleGAN2-ADA pickle (restricted unpickler), `.pt`/`.pth` rosinality `g_ema`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .catalogue import CATALOGUE, fetch
+from .config import ModelConfig
+from .native import load_native
+from .official_pickle import load_official_pickle
+from .rosinality import load_rosinality
+from .strict_load import CheckpointError
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+SUFFIXES = (".safetensors", ".json", ".pkl", ".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A generator (eval mode, no grad), its optional discriminator, and its config."""
+
+    config: ModelConfig
+    G: nn.Module
+    D: nn.Module | None
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("LATENTBRUSH_MODELS", DEFAULT_MODELS_DIR))
+
+
+def bundled_names() -> list[str]:
+    """Names of the models shipped in the models folder."""
+    d = models_dir()
+    return sorted(p.stem for p in d.glob("*.json") if p.with_suffix(".safetensors").is_file()) if d.is_dir() else []
+
+
+def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu",
+               with_discriminator: bool = True) -> LoadedModel:
+    """Load any supported checkpoint by bundled/catalogue name or path; fails loudly with a reason."""
+    key = str(name_or_path)
+    bundled = models_dir() / f"{key}.json"
+    if "/" not in key and bundled.is_file():
+        path = bundled
+    elif key in CATALOGUE:
+        entry = CATALOGUE[key]
+        config, G, D = load_official_pickle(fetch(entry), device=device, name=key,
+                                            with_discriminator=with_discriminator,
+                                            info=dict(domain=entry.domain, licence=entry.licence))
+        return _finish(config, G, D)
+    else:
+        path = Path(key)
+        if not path.exists():
+            raise CheckpointError(f"unknown model {key!r}: not a file, not a bundled model "
+                                  f"({', '.join(bundled_names()) or 'none'}) and not in the catalogue "
+                                  f"({', '.join(CATALOGUE)})")
+    suffix = path.suffix.lower()
+    if suffix in (".safetensors", ".json"):
+        config, G, D = load_native(path, device=device, with_discriminator=with_discriminator)
+    elif suffix == ".pkl":
+        config, G, D = load_official_pickle(path, device=device, with_discriminator=with_discriminator)
+    elif suffix in (".pt", ".pth"):
+        config, G, D = load_rosinality(path, device=device)
+    else:
+        raise CheckpointError(f"{path.name}: unsupported model file type {suffix!r} (expected one of {SUFFIXES})")
+    return _finish(config, G, D)
+
+
+def _finish(config: ModelConfig, G: nn.Module, D: nn.Module | None) -> LoadedModel:
+    G.requires_grad_(False)
+    if D is not None:
+        D.requires_grad_(False)
+    return LoadedModel(config=config, G=G, D=D)
+
+
+def load_generator(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Just the generator (see `load_model`)."""
+    return load_model(name_or_path, device=device, with_discriminator=False).G
