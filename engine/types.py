@@ -67,7 +67,7 @@ class InversionConfig:
 
     latent_space: str = "w+"
     steps: int = 200
-    lr: float = 0.05
+    lr: float = 0.1
     optimizer: str = "adam"
     weights: LossWeights = field(default_factory=LossWeights)
     perceptual: str = "discriminator"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .stylegan2 import NOISE_MODES
+
 
 class DCGANMapping(nn.Module):
     """Identity 'mapping': z `[N, z_dim]` -> `[N, 1, z_dim]`; `w_avg` is the prior mean (zeros)."""
@@ -47,6 +49,8 @@ class DCGANSynthesis(nn.Module):
         return []
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", *, noises=None) -> torch.Tensor:
+        if noise_mode not in NOISE_MODES:  # no noise inputs, but the same contract as StyleGAN2
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1] != 1 or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must be [N, 1, {self.w_dim}], got {list(ws.shape)}")
         return self.net(ws[:, 0, :, None, None]).float()
@@ -67,7 +71,7 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, *, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, noise_mode: str = "const") -> torch.Tensor:
-        return self.synthesis(self.mapping(z, truncation_psi=truncation_psi))
+        return self.synthesis(self.mapping(z, truncation_psi=truncation_psi), noise_mode=noise_mode)
 
 
 class DCGANDiscriminator(nn.Module):

@@ -7,6 +7,7 @@ buffers are mapped by name and checked strictly. `module_src` (the pickled sourc
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import pickle
@@ -51,6 +52,13 @@ def _load_storage_from_bytes(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def _latin1_bytes(text: Any, encoding: str = "utf-8") -> bytes:
+    # Pickle protocols < 3 store bytes as `_codecs.encode(text, 'latin1')`; no other codec is needed, none allowed.
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise CheckpointError(f"refused to load: _codecs.encode with {type(text).__name__}/{encoding!r}")
+    return text.encode("latin1")
+
+
 def _numpy_global(name: str) -> Any:
     try:
         from numpy._core import multiarray  # numpy >= 2
@@ -68,6 +76,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+    ("_codecs", "encode"): _latin1_bytes,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
 }
@@ -77,6 +86,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals in `_ALLOWED` (numpy scalar/array helpers included)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocol <= 2 pickles use Python 2 names (`__builtin__.set`); map them as pickle.Unpickler does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         key = (module, name)
         if key in _ALLOWED:
             return _ALLOWED[key]

@@ -1,0 +1,163 @@
+"""Command line: `python -m engine <task> --model NAME_OR_PATH --input IMG [--mask MASK] --out DIR`.
+
+Tasks: reconstruct, inpaint, colorize, deblur, superres, scribble, interpolate. Inpaint masks are white =
+fill; scribble masks are white = stroke (without one, every non-white pixel of the input is a stroke).
+Writes result.png, latent.pt, progress.png/.gif, loss.png (and interpolation.gif/.mp4). Errors: one line
+on stderr, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import CheckpointError, load_model
+
+from .export import loss_plot, strip, write_gif, write_mp4, write_png
+from .imageio import fit_mask, fit_square, read_mask, read_rgb
+from .interpolate import common_space, interpolation_frames, lift
+from .inversion import run
+from .model import EngineModel, prepare
+from .state import EditState, save_state
+from .tasks import default_config, request_for_task
+from .types import TASKS, EngineError, Frame, LossWeights
+
+CLI_TASKS = TASKS + ("interpolate",)
+DEFAULT_MODEL = "cat64"
+log = logging.getLogger("engine.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="LatentBrush GAN-inversion tasks")
+    p.add_argument("task", choices=CLI_TASKS)
+    p.add_argument("--model", default=DEFAULT_MODEL, help="bundled name (cat64, face64, ...) or checkpoint path")
+    p.add_argument("--input", required=True, help="input image (scribble: the stroke image)")
+    p.add_argument("--input2", help="second image (interpolate)")
+    p.add_argument("--mask", help="inpaint: white = fill; scribble: white = stroke")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--latent-space", choices=("z", "w", "w+"))
+    p.add_argument("--optimizer", choices=("adam", "lbfgs"))
+    p.add_argument("--l1", type=float)
+    p.add_argument("--l2", type=float)
+    p.add_argument("--perceptual", type=float, help="perceptual loss weight")
+    p.add_argument("--perceptual-net", choices=("discriminator", "vgg16", "vgg16-random", "none"))
+    p.add_argument("--latent-dist", type=float, help="latent-distance regulariser weight")
+    p.add_argument("--realism", type=float)
+    p.add_argument("--optimize-noise", action="store_true")
+    p.add_argument("--init", choices=("mean", "best-of-k"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kernel-size", type=int, default=9)
+    p.add_argument("--sigma", type=float, default=2.0)
+    p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--degrade-input", action="store_true", help="deblur: blur the (sharp) input first (demo)")
+    p.add_argument("--frames", type=int, default=16, help="interpolate: number of frames")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--preview-every", type=int, default=10)
+    return p
+
+
+def _config(a: argparse.Namespace, task: str, arch: str):
+    cfg = default_config(task, arch=arch)
+    w = cfg.weights
+    wchanges = {k: getattr(a, k) for k in ("l1", "l2", "perceptual", "latent_dist", "realism")
+                if getattr(a, k) is not None}
+    for k, v in wchanges.items():
+        if not math.isfinite(v) or v < 0:
+            raise EngineError(f"--{k.replace('_', '-')} must be a finite number >= 0, got {v}")
+    changes = dict(weights=dataclasses.replace(w, **wchanges), seed=a.seed, bf16=a.bf16,
+                   preview_every=a.preview_every)
+    for k, attr in (("steps", "steps"), ("lr", "lr"), ("latent_space", "latent_space"),
+                    ("optimizer", "optimizer"), ("init", "init"), ("perceptual", "perceptual_net")):
+        if getattr(a, attr) is not None:
+            changes[k] = getattr(a, attr)
+    if a.optimize_noise:
+        changes["optimize_noise"] = True
+    cfg = cfg.replace(**changes)
+    cfg.validate()
+    return cfg
+
+
+def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str, out: Path,
+                *, tag: str = "") -> Frame:
+    from tqdm import tqdm
+    rgb = read_rgb(path)
+    target, note = fit_square(rgb, model.resolution)
+    log.info("input %s: %s", Path(path).name, note)
+    painted = None
+    if a.mask and task in ("inpaint", "scribble"):
+        m = read_mask(a.mask)
+        if m.shape != rgb.shape[:2]:
+            raise EngineError(f"mask size {m.shape[1]}x{m.shape[0]} does not match the input's "
+                              f"{rgb.shape[1]}x{rgb.shape[0]}")
+        painted = fit_mask(m, model.resolution)
+    if task == "inpaint" and painted is None:
+        raise EngineError("inpaint needs --mask (white = region to fill)")
+    cfg = _config(a, task if task in TASKS else "reconstruct", getattr(model.G, "arch", "stylegan2"))
+    req = request_for_task(task, target, painted=painted, config=cfg, kernel_size=a.kernel_size, sigma=a.sigma,
+                           factor=a.factor, degrade_input=a.degrade_input)
+    frames, history = [], []
+    last = None
+    with tqdm(total=cfg.steps, desc=f"{task}{tag}", unit="step") as bar:
+        for f in run(model, req):
+            bar.update(f.step - bar.n)
+            bar.set_postfix(loss=f"{f.losses['total']:.4f}")
+            frames.append(f.image)
+            history.append((f.step, f.losses))
+            last = f
+    for m in last.messages:
+        print(f"note: {m}", file=sys.stderr)
+    write_png(out / f"result{tag}.png", last.image)
+    write_png(out / f"target{tag}.png", req.target)
+    write_png(out / f"degraded{tag}.png", last.degraded)
+    write_png(out / f"progress{tag}.png", strip(frames))
+    write_gif(out / f"progress{tag}.gif", frames)
+    write_png(out / f"loss{tag}.png", loss_plot(history))
+    save_state(out / f"latent{tag}.pt", EditState(latent=last.latent, latent_space=last.latent_space,
+                                                  step=last.step, model_name=model.config.name, config=cfg,
+                                                  noises=last.noises))
+    return last
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        if a.steps is not None and a.steps <= 0:
+            raise EngineError(f"--steps must be a positive integer, got {a.steps}")
+        if a.lr is not None and (not math.isfinite(a.lr) or a.lr <= 0):
+            raise EngineError(f"--lr must be a finite number > 0, got {a.lr}")
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        model = prepare(load_model(a.model, device=a.device), device=a.device)
+        if a.task == "interpolate":
+            if not a.input2:
+                raise EngineError("interpolate needs --input2 (the second image)")
+            fa = invert_file(model, a, "reconstruct", a.input, out, tag="_a")
+            fb = invert_file(model, a, "reconstruct", a.input2, out, tag="_b")
+            space = common_space(fa.latent_space, fb.latent_space)
+            la = lift(model, fa.latent, fa.latent_space, space)
+            lb = lift(model, fb.latent, fb.latent_space, space)
+            frames = list(interpolation_frames(model, la, lb, space=space, num_frames=a.frames))
+            write_gif(out / "interpolation.gif", frames)
+            write_mp4(out / "interpolation.mp4", frames)
+            write_png(out / "interpolation.png", strip(frames, max_frames=a.frames))
+            write_png(out / "result.png", frames[len(frames) // 2])
+        else:
+            invert_file(model, a, a.task, a.input, out)
+        print(f"wrote {out / 'result.png'}")
+        return 0
+    except (EngineError, CheckpointError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

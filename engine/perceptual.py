@@ -1,0 +1,123 @@
+"""Perceptual feature extractors and the LPIPS-style distance between their features.
+
+Extractors map float images `[N, 3, R, R]` in [-1, 1] to a list of feature maps `[N, C_i, H_i, W_i]`.
+- 'discriminator': the model's own discriminator blocks (domain features; always there for bundled models).
+- 'vgg16': torchvision VGG16 with ImageNet weights found locally (a file path, `$LATENTBRUSH_VGG16`, or the
+  torch hub cache); never downloaded. Missing weights -> fallback with a message, never silently.
+- 'vgg16-random': a VGG16-sized network with random weights (benchmarks only; the score means nothing).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+VGG16_FILE = "vgg16-397923af.pth"
+_VGG_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+FeatureFn = Callable[[torch.Tensor], list[torch.Tensor]]
+
+
+class DiscriminatorFeatures(nn.Module):
+    """Block outputs of a (frozen) discriminator with a `features(img)` method."""
+
+    def __init__(self, D: nn.Module) -> None:
+        super().__init__()
+        self.D = D
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.D.features(x)
+
+
+class VGG16Features(nn.Module):
+    """VGG16 conv features at relu1_2..relu5_3 on ImageNet-normalised input, resized to 256 px if larger."""
+
+    def __init__(self, state_dict: dict | None) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+        net = vgg16(weights=None)
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        self.features = net.features[: _VGG_TAPS[-1] + 1].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).reshape(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[-1] > 256:
+            x = F.interpolate(x, size=(256, 256), mode="area")
+        x = ((x + 1) / 2 - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        feats = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in _VGG_TAPS:
+                feats.append(x)
+        return feats
+
+
+def find_vgg16_weights(path: str | Path | None = None) -> Path | None:
+    """Local ImageNet VGG16 weights: explicit path, `$LATENTBRUSH_VGG16`, or torch hub's cache; else None."""
+    candidates = [path, os.environ.get("LATENTBRUSH_VGG16")]
+    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints" / VGG16_FILE
+    candidates.append(hub)
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def build_extractor(kind: str, *, D: nn.Module | None, device: torch.device,
+                    vgg_path: str | Path | None = None) -> tuple[nn.Module | None, str, tuple[str, ...]]:
+    """-> (extractor or None, the kind actually used, user-facing messages about any fallback)."""
+    messages: list[str] = []
+    if kind == "none":
+        return None, "none", ()
+    if kind == "discriminator":
+        if D is not None and hasattr(D, "features"):
+            return DiscriminatorFeatures(D).to(device).eval(), "discriminator", ()
+        messages.append("this model has no discriminator: trying VGG16 features instead")
+        kind = "vgg16"
+    if kind == "vgg16":
+        weights = find_vgg16_weights(vgg_path)
+        if weights is not None:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            return VGG16Features(state).to(device).eval(), "vgg16", tuple(messages)
+        messages.append(f"VGG16 ImageNet weights not found (put {VGG16_FILE} in the torch hub cache or set "
+                        "LATENTBRUSH_VGG16): perceptual loss disabled, pixel losses only")
+        for m in messages:
+            log.warning(m)
+        return None, "none", tuple(messages)
+    if kind == "vgg16-random":
+        torch.manual_seed(0)
+        return VGG16Features(None).to(device).eval(), "vgg16-random", (
+            "vgg16-random: random weights, for timing only",)
+    raise ValueError(f"unknown perceptual backbone {kind!r}")
+
+
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    return f * (f.square().sum(dim=1, keepdim=True) + 1e-8).rsqrt()
+
+
+def feature_distance(fa: list[torch.Tensor], fb: list[torch.Tensor],
+                     weight: torch.Tensor | None = None) -> torch.Tensor:
+    """LPIPS-style: channel-unit-normalised squared difference, (weighted) spatial mean, summed over layers.
+
+    Returns `[N]`. `weight` `[N, 1, R, R]` (1 = known) is area-resized to each layer.
+    """
+    total = None
+    for a, b in zip(fa, fb):
+        d = (_unit(a.float()) - _unit(b.float())).square().sum(dim=1, keepdim=True)
+        if weight is not None:
+            wl = F.adaptive_avg_pool2d(weight, d.shape[-2:])
+            v = (d * wl).sum(dim=[1, 2, 3]) / wl.sum(dim=[1, 2, 3]).clamp_min(1e-8)
+        else:
+            v = d.mean(dim=[1, 2, 3])
+        total = v if total is None else total + v
+    return total

@@ -1,0 +1,262 @@
+"""Official StyleGAN2-ADA / StyleGAN3-repo network pickles: exact reproduction, and the restricted unpickler."""
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+from collections import OrderedDict
+
+import pytest
+import torch
+
+import models
+from models.official_pickle import load_official_pickle, read_pickle
+from tests.official_format import (FAKE_MODULES, Reducer, rewrite_numpy_names_as_numpy1, write_official_pickle)
+from tests.tiny import fixed_z, make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def source():
+    """The tiny 16 px model the pickles are written from (module scope: it is never modified)."""
+    return make_tiny_model(resolution=16, seed=11)
+
+
+def _fake_modules_loaded() -> list[str]:
+    return [name for name in sys.modules if name.split(".")[0] in ("torch_utils", "dnnlib")]
+
+
+def _assert_same_networks(loaded: models.LoadedModel, source: models.LoadedModel) -> None:
+    z = fixed_z(source, 3)
+    assert torch.equal(loaded.G.mapping(z, truncation_psi=0.7), source.G.mapping(z, truncation_psi=0.7))
+    img = source.G(z, noise_mode="const")
+    assert torch.equal(loaded.G(z, noise_mode="const"), img)
+    assert loaded.D is not None
+    assert torch.equal(loaded.D(img), source.D(img))
+    for mine, theirs in ((loaded.G, source.G), (loaded.D, source.D)):
+        ref = theirs.state_dict()
+        got = mine.state_dict()
+        assert got.keys() == ref.keys()
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+@pytest.mark.parametrize("layout", ["ada", "sg3"])
+def test_official_pickle_reproduces_networks_exactly(tmp_path, source, layout):
+    path = write_official_pickle(tmp_path / f"net-{layout}.pkl", source.G, source.D, layout=layout,
+                                 config=source.config)
+    assert not _fake_modules_loaded()
+    loaded = models.load_model(path)
+    assert not _fake_modules_loaded(), "loading must not import torch_utils/dnnlib"
+    _assert_same_networks(loaded, source)
+    assert not loaded.G.training and not any(p.requires_grad for p in loaded.G.parameters())
+    cfg = loaded.config
+    assert cfg.arch == "stylegan2" and cfg.resolution == 16 and cfg.name == f"net-{layout}"
+    g_ref = source.config.g_kwargs
+    assert {k: cfg.g_kwargs[k] for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")} == \
+        {k: g_ref[k] for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")}
+    assert cfg.g_kwargs["mapping_kwargs"] == g_ref["mapping_kwargs"]
+    for k, v in g_ref["synthesis_kwargs"].items():
+        assert cfg.g_kwargs["synthesis_kwargs"][k] == v
+    assert "fused_modconv_default" not in cfg.g_kwargs["synthesis_kwargs"]
+    # The config of a loaded pickle serialises (it is what gets saved in native format).
+    assert models.ModelConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_official_pickle_direct_loader_and_without_discriminator(tmp_path, source):
+    path = write_official_pickle(tmp_path / "net.pkl", source.G, source.D)  # kwargs read off the networks
+    config, G, D = load_official_pickle(path, name="mine", info=dict(licence="L", domain="cats"))
+    assert (config.name, config.licence, config.domain) == ("mine", "L", "cats")
+    z = fixed_z(source, 2)
+    assert torch.equal(G(z), source.G(z)) and torch.equal(D(G(z)), source.D(G(z)))
+    only_g = models.load_model(path, with_discriminator=False)
+    assert only_g.D is None and only_g.config.d_kwargs is None
+    assert torch.equal(models.load_generator(path)(z), source.G(z))
+
+
+def test_pickle_without_discriminator_record(tmp_path, source):
+    path = write_official_pickle(tmp_path / "g_only.pkl", source.G, None)
+    loaded = models.load_model(path)
+    assert loaded.D is None
+    z = fixed_z(source, 2)
+    assert torch.equal(loaded.G(z), source.G(z))
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_older_pickle_protocols_and_numpy1_names(tmp_path, source, protocol):
+    # Official files come from Python 3.7 (default protocol 3) and numpy 1.x (`numpy.core.multiarray`).
+    path = write_official_pickle(tmp_path / f"p{protocol}.pkl", source.G, source.D, layout="ada",
+                                 config=source.config, protocol=protocol)
+    rewrite_numpy_names_as_numpy1(path)
+    assert b"cnumpy.core.multiarray\n" in path.read_bytes()
+    loaded = models.load_model(path)
+    _assert_same_networks(loaded, source)
+    assert not _fake_modules_loaded()
+
+
+def test_extra_entries_and_non_persistent_buffers_are_ignored(tmp_path, source):
+    extra = {"progress": {"cur_nimg": torch.tensor(123), "sets": frozenset({1, 2})}}
+    # A non-persistent buffer (not part of the state dict) in the G_ema record must not count as unexpected.
+    state_extra = {"_buffers": OrderedDict(scratch=torch.zeros(3)), "_non_persistent_buffers_set": {"scratch"}}
+    path = write_official_pickle(tmp_path / "extra.pkl", source.G, source.D, extra=extra,
+                                 g_ema_state_extra=state_extra)
+    loaded = models.load_model(path)
+    z = fixed_z(source, 2)
+    assert torch.equal(loaded.G(z), source.G(z))
+
+
+# --------------------------------------------------------------------------------------- strictness
+
+
+@pytest.mark.parametrize("name", ["synthesis.b8.conv0.affine.weight", "mapping.w_avg",
+                                  "synthesis.b16.conv1.noise_const"])
+def test_missing_parameter_is_named(tmp_path, source, name):
+    path = write_official_pickle(tmp_path / "missing.pkl", source.G, source.D, g_ema_overrides={name: None})
+    with pytest.raises(models.CheckpointError, match="missing") as info:
+        models.load_model(path)
+    assert name in str(info.value)
+
+
+def test_wrong_shape_is_named(tmp_path, source):
+    name = "synthesis.b8.conv1.weight"
+    bad = torch.zeros(list(source.G.state_dict()[name].shape[:-1]) + [5])
+    path = write_official_pickle(tmp_path / "shape.pkl", source.G, source.D, g_ema_overrides={name: bad})
+    with pytest.raises(models.CheckpointError, match="wrong shape") as info:
+        models.load_model(path)
+    assert name in str(info.value)
+
+
+def test_unsupported_generator_class_is_refused(tmp_path, source):
+    # A StyleGAN3 (alias-free) generator: same record layout, different networks. Same-length rename keeps
+    # the pickle's framing valid.
+    path = write_official_pickle(tmp_path / "sg3.pkl", source.G, source.D, layout="sg3")
+    data = path.read_bytes()
+    assert data.count(b"training.networks_stylegan2.Generator") == 2  # G and G_ema
+    path.write_bytes(data.replace(b"training.networks_stylegan2.Generator", b"training.networks_stylegan3.Generator"))
+    with pytest.raises(models.CheckpointError, match="unsupported generator class"):
+        models.load_model(path)
+
+
+def test_no_g_ema_is_refused(tmp_path):
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"G": torch.zeros(2)}, protocol=4))
+    with pytest.raises(models.CheckpointError, match="G_ema"):
+        models.load_model(path)
+
+
+def test_garbage_is_refused(tmp_path):
+    path = tmp_path / "garbage.pkl"
+    path.write_bytes(b"\x80\x04this is not a pickle")
+    with pytest.raises(models.CheckpointError):
+        models.load_model(path)
+
+
+# --------------------------------------------------------------------------------------- safety
+
+
+def _evil(kind: str, marker) -> Reducer:
+    if kind == "os.system":
+        return Reducer(os.system, (f"touch {marker}",))
+    if kind == "builtins.eval":
+        return Reducer(builtins.eval, (f"open({str(marker)!r}, 'w').close()",))
+    if kind == "builtins.exec":
+        return Reducer(builtins.exec, (f"open({str(marker)!r}, 'w').close()",))
+    if kind == "subprocess.Popen":
+        return Reducer(subprocess.Popen, (["touch", str(marker)],))
+    raise ValueError(kind)
+
+
+REFUSED_NAME = {"os.system": "system", "builtins.eval": "builtins.eval", "builtins.exec": "builtins.exec",
+                "subprocess.Popen": "subprocess.Popen"}
+
+
+@pytest.mark.parametrize("kind", ["os.system", "builtins.eval", "builtins.exec", "subprocess.Popen"])
+@pytest.mark.parametrize("where", ["top-level", "inside G_ema"])
+def test_disallowed_globals_are_refused_before_running(tmp_path, source, kind, where):
+    marker = tmp_path / "pwned"
+    evil = _evil(kind, marker)
+    if where == "top-level":
+        path = write_official_pickle(tmp_path / "evil.pkl", source.G, source.D, extra={"evil": evil})
+    else:
+        path = write_official_pickle(tmp_path / "evil.pkl", source.G, source.D, g_ema_state_extra={"hook": evil})
+    with pytest.raises(models.CheckpointError, match="refused") as info:
+        models.load_model(path)
+    assert REFUSED_NAME[kind] in str(info.value)
+    assert not marker.exists()
+    # Same through the bare unpickler.
+    with open(path, "rb") as f, pytest.raises(models.CheckpointError, match="refused"):
+        read_pickle(f)
+    assert not marker.exists()
+
+
+def test_evil_reduce_is_really_dangerous_without_the_restriction(tmp_path):
+    # Guards the test above: the payload would run under plain pickle.
+    marker = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(_evil("builtins.exec", marker)))
+    assert marker.exists()
+
+
+class _StorageFromBytes:
+    """Pickles like a tensor storage, i.e. as `torch.storage._load_from_bytes(payload)`."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def __reduce__(self):
+        return torch.storage._load_from_bytes, (self.payload,)
+
+
+class _TensorWithStorage:
+    def __init__(self, payload: bytes):
+        self.storage = _StorageFromBytes(payload)
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, (self.storage, 0, (2,), (1,), False, OrderedDict())
+
+
+@pytest.mark.parametrize("payload_kind", ["plain-pickle", "legacy-torch-save"])
+def test_storage_bytes_needing_full_pickle_are_refused(tmp_path, source, payload_kind):
+    marker = tmp_path / "pwned"
+    if payload_kind == "plain-pickle":
+        payload = pickle.dumps(_evil("os.system", marker), protocol=2)
+    else:
+        buf = io.BytesIO()
+        torch.save({"x": _evil("os.system", marker)}, buf, _use_new_zipfile_serialization=False)
+        payload = buf.getvalue()
+    assert torch.storage._load_from_bytes.__module__ == "torch.storage"
+    path = write_official_pickle(tmp_path / "storage.pkl", source.G, source.D,
+                                 g_ema_overrides={"synthesis.b4.conv1.bias": None},
+                                 g_ema_state_extra={"_parameters": {"bogus": _TensorWithStorage(payload)}})
+    with pytest.raises(models.CheckpointError, match="not a readable network pickle") as info:
+        models.load_model(path)
+    assert "system" in str(info.value)  # refused inside the storage payload, not later by the strict loader
+    assert not marker.exists()
+
+
+def test_storage_wrapper_used_above_is_valid_with_a_real_payload(tmp_path, source):
+    # Same construction with torch's own storage bytes loads, so the refusal above is about the payload.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated, but it is what tensors pickle as
+        func, (payload,) = torch.tensor([1.0, 2.0]).storage().__reduce__()
+    assert func is torch.storage._load_from_bytes
+    path = write_official_pickle(tmp_path / "storage_ok.pkl", source.G, source.D,
+                                 g_ema_state_extra={"_parameters": {"bogus": _TensorWithStorage(payload)}})
+    with pytest.raises(models.CheckpointError, match="unexpected 1: bogus"):
+        models.load_model(path)
+
+
+def test_real_storage_bytes_are_accepted():
+    # The allowed path: storages as pickled by torch itself (what official files contain).
+    t = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    for protocol in (3, 4):
+        got = read_pickle(io.BytesIO(pickle.dumps({"t": t, "p": torch.nn.Parameter(t.clone())}, protocol=protocol)))
+        assert torch.equal(got["t"], t) and torch.equal(got["p"], t)
+
+
+def test_fake_modules_never_leak(tmp_path, source):
+    before = set(sys.modules)
+    write_official_pickle(tmp_path / "a.pkl", source.G, source.D)
+    assert not (set(sys.modules) - before) & set(FAKE_MODULES)
+    assert not _fake_modules_loaded()
