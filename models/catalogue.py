@@ -8,6 +8,7 @@ stored beside the file and every later use is checked against it (trust on first
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
@@ -90,7 +91,9 @@ def fetch(entry: CatalogueEntry, *, timeout: float = 15.0) -> Path:
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
                     f.write(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            if total is not None and f.tell() != total:  # http.client reports a dropped connection as EOF
+                raise OSError(f"download incomplete: {f.tell()} of {total} bytes")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
         tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not download '{entry.name}' from {entry.url} ({exc}). Offline? "
                               f"Download it elsewhere and put it at {target}") from exc

@@ -46,17 +46,19 @@ def load_native(path: str | Path, *, device: str | torch.device = "cpu",
     for f in (weights, cfg):
         if not f.is_file():
             raise CheckpointError(f"native checkpoint: {f} not found (needs both .safetensors and .json)")
-    config = ModelConfig.from_json(cfg.read_text())
+    try:  # malformed JSON, another format_version, unknown keys or network kwargs
+        config = ModelConfig.from_json(cfg.read_text())
+        G = build_generator(config)
+        D = build_discriminator(config) if with_discriminator else None
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{cfg}: not a usable model config ({exc})") from exc
     try:
         tensors = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from exc
-    G = build_generator(config)
     load_strict(G, {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}, what=f"{weights.name} G")
-    D = None
     d_state = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
-    if config.d_kwargs is not None and with_discriminator:
-        D = build_discriminator(config)
+    if D is not None:
         load_strict(D, d_state, what=f"{weights.name} D")
     other = sorted(k for k in tensors if not k.startswith(("G.", "D.")))
     if other:

@@ -9,6 +9,7 @@ the config says `w_avg_known=False` and the engine estimates it.
 """
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -23,10 +24,13 @@ def _infer(sd: dict[str, torch.Tensor]) -> dict:
     n_rgbs = len({k.split(".")[1] for k in sd if k.startswith("to_rgbs.")})
     resolution = 4 * 2 ** n_rgbs
     n_mlp = len({k.split(".")[1] for k in sd if k.startswith("style.") and k.endswith(".weight")})
-    w_dim = sd["style.1.weight"].shape[1]
-    channels = {4: sd["conv1.conv.weight"].shape[1]}
-    for k in range(n_rgbs):
-        channels[8 * 2 ** k] = sd[f"convs.{2 * k}.conv.weight"].shape[1]
+    try:
+        w_dim = sd["style.1.weight"].shape[1]
+        channels = {4: sd["conv1.conv.weight"].shape[1]}
+        for k in range(n_rgbs):
+            channels[8 * 2 ** k] = sd[f"convs.{2 * k}.conv.weight"].shape[1]
+    except KeyError as exc:
+        raise CheckpointError(f"rosinality checkpoint: missing {exc.args[0]}") from exc
     channel_max = max(channels.values())
     channel_base = channels[resolution] * resolution
     for res, ch in channels.items():
@@ -88,8 +92,9 @@ def load_rosinality(path: str | Path, *, device: str | torch.device = "cpu",
                     name: str | None = None) -> tuple[ModelConfig, nn.Module, None]:
     """Read `g_ema` from a rosinality `.pt` (weights_only) -> (config, G, None)."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # rosinality's train.py also saves its argparse `args`: inert, so allowed alongside plain tensors
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path.name}: not a loadable torch checkpoint with plain tensors ({exc})") from exc
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
