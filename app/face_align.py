@@ -40,6 +40,8 @@ DETECT_MAX_SIDE = 1024
 """Photos with a longer side are downscaled (for detection only) to this many pixels."""
 UPSAMPLE_MAX_SIDE = 800
 """When no face is found at first, detection is retried on a 2x upsampled image if its long side is at most this."""
+SMALL_FACE_PX = 64
+"""A face whose detection box is narrower than this gets a notice (face64 renders faces ~55 px wide)."""
 MIN_SIZE, MAX_SIZE = 16, 4096
 
 
@@ -149,31 +151,37 @@ def _template_notice(exc: Exception) -> str:
 
 # ------------------------------------------------------------------------------------------ helpers
 
-def _pick_face(boxes: list[tuple[float, float, float, float]], width: int, height: int) -> int:
-    """Index of the largest, most central box (a big face wins; centrality breaks near-ties)."""
+def _pick_face(boxes: list[tuple[float, float, float, float, float]], width: int, height: int) -> int:
+    """Index of the most likely face: large, central and confidently detected.
+
+    The HOG detector has false positives (badges, patterns) with low scores (a clear frontal face scores
+    ~0.5-3), so the detector score weighs in next to size; centrality breaks near-ties.
+    """
     cx, cy, half_diag = width / 2, height / 2, math.hypot(width, height) / 2
 
-    def score(b: tuple[float, float, float, float]) -> float:
+    def score(b: tuple[float, float, float, float, float]) -> float:
         side = math.sqrt(max(b[2] - b[0], 1.0) * max(b[3] - b[1], 1.0))
         dist = math.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy)
-        return side * (1.0 - 0.5 * min(dist / half_diag, 1.0))
+        confidence = min(max(0.25 + b[4], 0.25), 1.5)
+        return side * (1.0 - 0.5 * min(dist / half_diag, 1.0)) * confidence
 
     return max(range(len(boxes)), key=lambda i: score(boxes[i]))
 
 
-def _detect(detector: Any, rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
-    """Face boxes (left, top, right, bottom) in `rgb`'s pixel coordinates."""
+def _detect(detector: Any, rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+    """Face boxes (left, top, right, bottom, detector score) in `rgb`'s pixel coordinates."""
     h, w = rgb.shape[:2]
     scale = 1.0
     img = rgb
     if max(h, w) > DETECT_MAX_SIDE:
         scale = DETECT_MAX_SIDE / max(h, w)
         img = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    rects = detector(img, 0)
+    rects, scores, _ = detector.run(img, 0, 0.0)
     if len(rects) == 0 and max(img.shape[:2]) <= UPSAMPLE_MAX_SIDE:
-        rects = detector(img, 1)
+        rects, scores, _ = detector.run(img, 1, 0.0)
     sx, sy = w / img.shape[1], h / img.shape[0]
-    return [(r.left() * sx, r.top() * sy, (r.right() + 1) * sx - 1, (r.bottom() + 1) * sy - 1) for r in rects]
+    return [(r.left() * sx, r.top() * sy, (r.right() + 1) * sx - 1, (r.bottom() + 1) * sy - 1, float(c))
+            for r, c in zip(rects, scores)]
 
 
 def detect_landmarks(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], int] | str | None:
@@ -192,7 +200,7 @@ def detect_landmarks(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, 
         if not boxes:
             return None
         i = _pick_face(boxes, w, h)
-        box = tuple(int(round(v)) for v in boxes[i])
+        box = tuple(int(round(v)) for v in boxes[i][:4])
         shape = backend.predictor(rgb, dlib.rectangle(*box))
     pts = np.array([[shape.part(k).x, shape.part(k).y] for k in range(shape.num_parts)], dtype=np.float32)
     return pts, box, len(boxes)  # type: ignore[return-value]
@@ -261,11 +269,10 @@ def align_face(rgb: np.ndarray, *, size: int = 256, template_path: str | Path | 
 
     notices = []
     if n_faces > 1:
-        notices.append(f"{n_faces} faces found: aligned the largest, most central one")
-    scale = math.sqrt(abs(np.linalg.det(M[:, :2])))
-    if scale > 2.0:
-        notices.append(f"the face is small ({box[2] - box[0] + 1} px wide): the crop is enlarged "
-                       f"{scale:.1f}x and may look soft")
+        notices.append(f"{n_faces} possible faces found: aligned the most likely one (large, central, clear)")
+    face_px = box[2] - box[0] + 1
+    if face_px < SMALL_FACE_PX:
+        notices.append(f"the face is small ({face_px} px wide): the aligned crop may look soft")
     return AlignResult(aligned, True, landmarks, box, "; ".join(notices))
 
 

@@ -128,7 +128,7 @@ def loopback_server():
     """A throwaway HTTP server on 127.0.0.1 (ephemeral port); `routes` maps paths to responses."""
     _Handler.routes = {}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", _Handler.routes

@@ -260,3 +260,27 @@ def test_fake_modules_never_leak(tmp_path, source):
     write_official_pickle(tmp_path / "a.pkl", source.G, source.D)
     assert not (set(sys.modules) - before) & set(FAKE_MODULES)
     assert not _fake_modules_loaded()
+
+
+def test_real_world_options_are_honoured(tmp_path):
+    # Official configs use conv_clamp=256 and num_fp16_res=4 (and the SG3 repo adds layout-only options);
+    # a tiny clamp makes the clamp visible in the output.
+    base = make_tiny_model(resolution=16, seed=11).config
+    g_kwargs = {**base.g_kwargs, "synthesis_kwargs": {**base.g_kwargs["synthesis_kwargs"], "conv_clamp": 0.3,
+                                                      "num_fp16_res": 4}}
+    d_kwargs = {**base.d_kwargs, "conv_clamp": 0.3, "num_fp16_res": 4,
+                "epilogue_kwargs": {"mbstd_group_size": 2}}
+    config = base.replace(g_kwargs=g_kwargs, d_kwargs=d_kwargs)
+    torch.manual_seed(0)
+    G, D = models.build_generator(config).eval(), models.build_discriminator(config).eval()
+    path = write_official_pickle(tmp_path / "clamped.pkl", G, D, layout="sg3", config=config)
+    loaded = models.load_model(path)
+    assert loaded.config.g_kwargs["synthesis_kwargs"]["conv_clamp"] == 0.3
+    assert loaded.config.d_kwargs["epilogue_kwargs"] == {"mbstd_group_size": 2}
+    assert loaded.D.b4.mbstd.group_size == 2
+    z = fixed_z(G, 4)
+    img = G(z)
+    assert torch.equal(loaded.G(z), img) and torch.equal(loaded.D(img), D(img))
+    unclamped = models.build_generator(base)
+    unclamped.load_state_dict(G.state_dict())
+    assert not torch.allclose(unclamped.eval()(z), img)

@@ -171,15 +171,18 @@ def test_training_checkpoint_with_args_and_optimiser_state(tmp_path):
     # rosinality's train.py saves g, d, g_ema, optimiser states, its argparse args and ada_aug_p.
     src = make_tiny_model(resolution=16, seed=21)
     g_ema = to_rosinality_g_ema(src.G)
-    params = [torch.nn.Parameter(t.clone()) for t in list(g_ema.values())[:3]]
-    opt = torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99))
-    sum(p.sum() for p in params).backward()
-    opt.step()
+    # Adam's state_dict layout (built by hand: importing/stepping torch.optim costs seconds on a busy CPU).
+    first = next(iter(g_ema.values()))
+    optim_state = {"state": {0: {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(first),
+                                 "exp_avg_sq": torch.zeros_like(first)}},
+                   "param_groups": [{"lr": 0.002, "betas": (0.0, 0.99), "eps": 1e-8, "weight_decay": 0,
+                                     "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                                     "differentiable": False, "fused": None, "params": [0]}]}
     args = argparse.Namespace(path="lmdb", iter=800000, batch=16, size=16, r1=10.0, arch="stylegan2",
                               ckpt=None, augment=False, channel_multiplier=2, latent=32, n_mlp=2)
     path = tmp_path / "010000.pt"
     torch.save({"g": g_ema, "d": {"convs.0.0.weight": torch.zeros(2)}, "g_ema": g_ema,
-                "g_optim": opt.state_dict(), "d_optim": opt.state_dict(), "args": args, "ada_aug_p": 0.0}, path)
+                "g_optim": optim_state, "d_optim": optim_state, "args": args, "ada_aug_p": 0.0}, path)
     loaded = models.load_model(path)
     z = fixed_z(src, 2)
     assert torch.equal(loaded.G(z), src.G(z))

@@ -1,0 +1,97 @@
+"""Interpolation, exports, editing state, metrics, evaluation report."""
+import numpy as np
+import pytest
+import torch
+
+import models
+from engine import InversionConfig, prepare
+from engine.evaluate import main as evaluate_main
+from engine.export import loss_plot, strip, write_gif, write_mp4
+from engine.interpolate import common_space, interpolate_latents, interpolation_frames, lift, render, slerp
+from engine.metrics import psnr, ssim
+from engine.state import EditState, load_state, save_state
+from engine.types import EngineError
+from tests.tiny import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return prepare(make_tiny_model(resolution=32))
+
+
+def test_linear_interpolation_hits_endpoints(model):
+    a, b = torch.zeros(model.G.num_ws, 32), torch.ones(model.G.num_ws, 32)
+    lats = interpolate_latents(a, b, space="w+", num_frames=5)
+    assert len(lats) == 5 and torch.equal(lats[0], a) and torch.equal(lats[-1], b)
+    assert torch.allclose(lats[2], torch.full_like(a, 0.5))
+    frames = list(interpolation_frames(model, a, b, space="w+", num_frames=3))
+    assert np.array_equal(frames[0], render(model, a, "w+")) and np.array_equal(frames[-1], render(model, b, "w+"))
+
+
+def test_slerp_keeps_norm_for_equal_norm_vectors():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    b = b / b.norm() * a.norm()
+    mid = slerp(a, b, 0.5)
+    assert abs(float(mid.norm() - a.norm())) < 1e-4
+    with pytest.raises(EngineError):
+        interpolate_latents(a, b, space="z", num_frames=1)
+
+
+def test_lift_between_spaces(model):
+    z = torch.randn(32)
+    assert common_space("z", "w+") == "w+" and common_space("w", "z") == "w"
+    w = lift(model, z, "z", "w")
+    wp = lift(model, z, "z", "w+")
+    assert w.shape == (1, 32) and wp.shape == (model.G.num_ws, 32)
+    assert np.array_equal(render(model, z, "z"), render(model, wp, "w+"))
+
+
+def test_gif_mp4_strip_and_loss_plot(tmp_path):
+    frames = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(6)]
+    gif = write_gif(tmp_path / "a.gif", frames)
+    mp4 = write_mp4(tmp_path / "a.mp4", frames)
+    assert gif.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+    assert b"ftyp" in mp4.read_bytes()[:32]
+    s = strip(frames, max_frames=3)
+    assert s.shape == (32, 96, 3) and s[0, 0, 0] == 0 and s[0, -1, 0] == 100
+    plot = loss_plot([(i, {"l2": 1.0 / (i + 1), "total": 2.0 / (i + 1)}) for i in range(10)])
+    assert plot.shape == (240, 480, 3) and (plot != 255).any()
+
+
+def test_edit_state_round_trip(tmp_path):
+    st = EditState(latent=torch.randn(10, 32), latent_space="w+", step=42, model_name="cat64",
+                   config=InversionConfig(steps=77), noises=(torch.randn(1, 4, 4),))
+    back = load_state(save_state(tmp_path / "s.pt", st))
+    assert torch.equal(back.latent, st.latent) and back.step == 42 and back.config == st.config
+    assert torch.equal(back.noises[0], st.noises[0])
+    (tmp_path / "bad.pt").write_bytes(b"not a state")
+    with pytest.raises(EngineError):
+        load_state(tmp_path / "bad.pt")
+
+
+def test_metrics():
+    rng = np.random.default_rng(0)
+    a = np.broadcast_to(np.linspace(40, 200, 32, dtype=np.uint8)[None, :, None], (32, 32, 3)).copy()
+    assert ssim(a, a) == pytest.approx(1.0) and psnr(a, a) > 90
+    noisy = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < ssim(a, noisy) < 0.95 and 10 < psnr(a, noisy) < 30
+
+
+def test_evaluate_cli_writes_report(tmp_path, monkeypatch, capsys):
+    import cv2
+    m = make_tiny_model(resolution=32)
+    models.save_model(tmp_path / "models" / "tiny32", m.config, m.G, m.D)
+    monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(imgs / f"{i}.png"), np.full((40, 40, 3), 60 * i, np.uint8))
+    (tmp_path / "names.txt").write_text("0.png\n2.png\n")
+    assert evaluate_main(["tiny32", "--images", str(imgs), "--names", str(tmp_path / "names.txt"), "--steps", "3",
+                          "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "2 held-out images" in out and "PSNR" in out and "SSIM" in out
+    assert (tmp_path / "rep" / "samples.png").is_file() and (tmp_path / "rep" / "reconstructions.png").is_file()
+    grid = cv2.imread(str(tmp_path / "rep" / "samples.png"))
+    assert grid.shape == (256, 256, 3)
