@@ -1,0 +1,7 @@
+"""LatentBrush web app: a thin Gradio UI over `engine` (GAN inversion) and `models` (networks, weights).
+
+Start it with `python -m app` (see `app.__main__` for the flags). Layout and wiring live in `app.ui`
+(`build_demo(settings)`), the event handlers in `app.handlers`, server settings in `app.settings`, the
+shared model cache in `app.model_cache`, small display helpers in `app.render` and the validation of every
+upload in `app.uploads`. Importing this package has no side effects (no model loads, no server).
+"""

@@ -1,0 +1,87 @@
+"""`python -m app [--model NAME_OR_PATH] [--device cpu|cuda] [--host H] [--port P] [--share] ...`
+
+Starts the LatentBrush web app (default http://127.0.0.1:7860) with the bundled models, offline.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app", description="LatentBrush: interactive GAN-inversion editor")
+    p.add_argument("--model", default=None,
+                   help="default model: bundled name (cat64, face64, ...), catalogue name or checkpoint path "
+                        "(default: the first bundled model)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (needs network)")
+    p.add_argument("--concurrency", type=int, default=1, help="inversions running at the same time (default 1)")
+    p.add_argument("--queue-size", type=int, default=16, help="requests allowed to wait (default 16)")
+    p.add_argument("--max-steps", type=int, default=1000, help="step cap per run (default 1000)")
+    p.add_argument("--time-limit", type=float, default=120.0, help="seconds per run before the best result so "
+                                                                    "far is returned (default 120)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-preload", action="store_true", help="do not load the default model at start-up")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+    import torch  # noqa: PLC0415 - keep `--help` fast
+
+    from .handlers import Handlers, cleanup_stale_runs
+    from .settings import Settings
+    from .ui import build_demo, launch_kwargs
+
+    try:
+        settings = Settings(model=args.model, device=args.device, host=args.host, port=args.port, share=args.share,
+                            concurrency=args.concurrency, queue_size=args.queue_size, max_steps=args.max_steps,
+                            time_limit=args.time_limit, threads=args.threads)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
+        return 2
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    cleanup_stale_runs(settings)
+
+    handlers = Handlers(settings)
+    demo = build_demo(settings, handlers=handlers)
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
+    if not args.no_preload:
+        threading.Thread(target=_preload, args=(handlers,), daemon=True, name="preload").start()
+    demo.launch(**launch_kwargs(settings))
+    return 0
+
+
+def _preload(handlers) -> None:
+    """Load + prepare the default model in the background so the first run starts sooner."""
+    from .model_cache import default_model, resolve  # noqa: PLC0415
+
+    log = logging.getLogger("app")
+    name = default_model(handlers.settings)
+    if not name:
+        log.warning("no bundled model found: put NAME.json + NAME.safetensors in assets/models/ or use --model")
+        return
+    try:
+        handlers.cache.get(resolve(name, handlers.settings))
+        log.info("model %s ready", name)
+    except Exception as exc:  # noqa: BLE001 - the UI reports the error again when the model is used
+        log.warning("could not preload %s: %s", name, exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,995 @@
+"""Event handlers: validate inputs (through `app.uploads`), build an engine request, stream the engine's
+frames as UI updates. No image maths here (see `app.render`) and no optimisation (see `engine`).
+
+`Handlers(settings)` holds what is shared by every visitor: the settings and the model cache. Everything
+about one visitor lives in a `Session` object kept in a `gr.State` (never in module globals), passed in and
+returned by every handler. Each task handler is a generator; Gradio closes it when the user presses Stop,
+and its `finally` closes the engine generator, whose own `finally` releases the optimiser state.
+
+Outputs of a task tab, in order (`TAB_OUTPUTS`): input view (what the result must match), result, second
+view (what the loss compares; for inpainting the raw generator output), loss plot, status (Markdown),
+downloads (list of files), rewind slider, session. Reconstruct adds a before/after alignment view.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import importlib
+import itertools
+import logging
+import math
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+import numpy as np
+import torch
+
+import engine
+from engine.export import loss_plot, strip, write_gif, write_mp4, write_png
+from engine.interpolate import common_space, interpolation_frames, lift, render as render_latent
+from engine.state import EditState, save_state
+from engine.tasks import strokes_from_image
+from engine.types import LATENT_SPACES
+from models import CheckpointError
+
+from . import render
+from .model_cache import ModelCache, default_model, describe, resolve
+from .settings import Settings
+from .uploads import UploadError, check_mask_coverage, fit_to_square, load_image, load_mask
+
+log = logging.getLogger(__name__)
+
+TASKS = ("scribble", "inpaint", "reconstruct", "colorize", "deblur", "superres")
+TABS = TASKS + ("interpolate",)
+PERCEPTUAL_NETS = ("discriminator", "vgg16", "none")
+CONTROL_FIELDS = ("latent_space", "steps", "lr", "l1", "l2", "perceptual", "perceptual_net", "latent_dist",
+                  "optimize_noise", "optimizer", "seed", "preview_every")
+INPAINT_BRUSH = (255, 0, 140)
+INPAINT_BRUSH_OPACITY = 0.6
+CANVAS = 512
+LIBRARY_SIZE = 12
+THUMB = 256
+MAX_FRAMES_INTERP = 120
+
+
+# ------------------------------------------------------------------------------------ errors & notices
+
+def user_error(message: str) -> gr.Error:
+    """A gr.Error for the user (escaped: Gradio renders messages as HTML; file names come from users)."""
+    return gr.Error(html.escape(str(message), quote=False), print_exception=False)
+
+
+def _as_user_error(exc: BaseException, what: str) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, UploadError):
+        return user_error(str(exc))
+    if isinstance(exc, CheckpointError):
+        return user_error(f"This model cannot be used: {exc}")
+    if isinstance(exc, engine.EngineError):
+        return user_error(f"The {what} cannot run: {exc}.")
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return user_error("Out of memory. Try a smaller model, fewer steps or a smaller image.")
+    log.error("unexpected error during %s", what, exc_info=exc)
+    return user_error(f"Something went wrong during the {what} ({type(exc).__name__}). The details are in the "
+                      "server log; please try again or change the settings.")
+
+
+def warn(message: str) -> None:
+    gr.Warning(html.escape(message, quote=False))
+
+
+# --------------------------------------------------------------------------------------------- controls
+
+@dataclass(frozen=True)
+class Controls:
+    """The shared optimisation controls of a tab (same order as CONTROL_FIELDS)."""
+
+    latent_space: str = "w+"
+    steps: int = 200
+    lr: float = 0.1
+    l1: float = 0.0
+    l2: float = 1.0
+    perceptual: float = 0.3
+    perceptual_net: str = "discriminator"
+    latent_dist: float = 0.0
+    optimize_noise: bool = False
+    optimizer: str = "adam"
+    seed: int = 0
+    preview_every: int = 10
+
+
+def defaults_task(tab: str) -> str:
+    """The engine task whose defaults a tab uses (interpolation reconstructs its two images)."""
+    return "reconstruct" if tab == "interpolate" else tab
+
+
+def control_defaults(tab: str, arch: str = "stylegan2") -> Controls:
+    cfg = engine.default_config(defaults_task(tab), arch=arch)
+    w = cfg.weights
+    return Controls(latent_space=cfg.latent_space, steps=cfg.steps, lr=cfg.lr, l1=w.l1, l2=w.l2,
+                    perceptual=w.perceptual,
+                    perceptual_net=cfg.perceptual if cfg.perceptual in PERCEPTUAL_NETS else "discriminator",
+                    latent_dist=w.latent_dist, optimize_noise=cfg.optimize_noise, optimizer=cfg.optimizer,
+                    seed=cfg.seed, preview_every=cfg.preview_every)
+
+
+def _number(label: str, value: Any, *, integer: bool = False, minimum: float | None = None,
+            strictly_positive: bool = False) -> float | int:
+    if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
+        raise user_error(f"'{label}' is empty: please enter a number.")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise user_error(f"'{label}' must be a number, got {str(value)[:40]!r}.") from None
+    if not math.isfinite(x):
+        raise user_error(f"'{label}' must be a finite number.")
+    if integer:
+        if x != round(x):
+            raise user_error(f"'{label}' must be a whole number, got {x:g}.")
+        x = int(round(x))
+    if strictly_positive and x <= 0:
+        raise user_error(f"'{label}' must be greater than 0, got {x:g}.")
+    if minimum is not None and x < minimum:
+        raise user_error(f"'{label}' must be at least {minimum:g}, got {x:g}.")
+    return x
+
+
+def parse_controls(values: tuple) -> Controls:
+    """Raw component values (CONTROL_FIELDS order) -> Controls, with friendly errors."""
+    (space, steps, lr, l1, l2, perceptual, net, latent_dist, noise, optimizer, seed, every) = values
+    if space not in LATENT_SPACES:
+        raise user_error(f"Latent space must be one of {', '.join(LATENT_SPACES)}, got {space!r}.")
+    if net not in PERCEPTUAL_NETS:
+        raise user_error(f"Perceptual network must be one of {', '.join(PERCEPTUAL_NETS)}, got {net!r}.")
+    if optimizer not in ("adam", "lbfgs"):
+        raise user_error(f"Optimiser must be adam or lbfgs, got {optimizer!r}.")
+    c = Controls(latent_space=space, steps=_number("Steps", steps, integer=True, minimum=1),
+                 lr=_number("Learning rate", lr, strictly_positive=True),
+                 l1=_number("L1 weight", l1, minimum=0), l2=_number("L2 weight", l2, minimum=0),
+                 perceptual=_number("Perceptual weight", perceptual, minimum=0), perceptual_net=net,
+                 latent_dist=_number("Latent-distance weight", latent_dist, minimum=0),
+                 optimize_noise=bool(noise), optimizer=optimizer, seed=_number("Seed", seed, integer=True),
+                 preview_every=_number("Preview every", every, integer=True, minimum=1))
+    if c.l1 == 0 and c.l2 == 0 and c.perceptual == 0:
+        raise user_error("Set at least one of the L1, L2 or perceptual weights above 0: otherwise nothing ties "
+                         "the result to your image.")
+    return c
+
+
+# --------------------------------------------------------------------------------------- session state
+
+@dataclass(eq=False)
+class SavedFrame:
+    """One streamed frame kept for rewinding: absolute step, latent (CPU), noises, image (<= 256 px)."""
+
+    step: int
+    latent: torch.Tensor
+    space: str
+    noises: tuple[torch.Tensor, ...] | None
+    image: np.ndarray
+    degraded: np.ndarray
+    losses: dict[str, float]
+
+
+@dataclass(eq=False)
+class RunRecord:
+    """The latest run of one tab: what was asked, every streamed frame, where its files are."""
+
+    run_id: str
+    task: str
+    model_key: str
+    model_name: str
+    request: engine.InversionRequest
+    input_view: np.ndarray
+    folder: Path
+    frames: list[SavedFrame] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    finished: bool = False
+    files: list[str] = field(default_factory=list)
+    final: SavedFrame | None = None
+
+    def frame_at(self, step: int) -> SavedFrame:
+        """The last saved frame at or before `step` (the first frame if none)."""
+        best = self.frames[0]
+        for f in self.frames:
+            if f.step <= step:
+                best = f
+        return best
+
+
+@dataclass(eq=False)
+class LatentEntry:
+    """A finished run's latent, offered for interpolation."""
+
+    key: str
+    label: str
+    model_key: str
+    latent: torch.Tensor
+    space: str
+    image: np.ndarray
+
+
+@dataclass(eq=False)
+class Session:
+    """Everything about one visitor (kept in a gr.State; deleted with the browser session)."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    library: list[LatentEntry] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    counter: int = 0
+
+
+def delete_session(session: Session | None) -> None:
+    """gr.State delete callback: remove the session's run folders."""
+    if isinstance(session, Session):
+        for folder in session.folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def cleanup_stale_runs(settings: Settings, *, max_age_s: float = 24 * 3600) -> int:
+    """Remove run folders older than `max_age_s` (left over from earlier server processes)."""
+    removed = 0
+    if settings.runs_dir.is_dir():
+        now = time.time()
+        for d in settings.runs_dir.iterdir():
+            try:
+                if d.is_dir() and now - d.stat().st_mtime > max_age_s:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+# ------------------------------------------------------------------------------------------- handlers
+
+@dataclass
+class _Live:
+    """What one streamed update shows."""
+
+    frame: SavedFrame
+    total: int
+    started: float
+    first_frame_s: float | None
+    steps_per_s: float
+
+
+class Handlers:
+    """All event handlers of the app; one instance per server (shared state: settings, model cache)."""
+
+    def __init__(self, settings: Settings, *, cache: ModelCache | None = None) -> None:
+        self.settings = settings
+        self.cache = cache or ModelCache(device=settings.device, maxsize=settings.model_cache_size)
+        self._lock = threading.Lock()
+        self._active = 0
+        self.runs_started = 0
+        self.runs_closed = 0
+
+    # ----------------------------------------------------------------------------- bookkeeping
+
+    @property
+    def active_runs(self) -> int:
+        with self._lock:
+            return self._active
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._active += 1
+            self.runs_started += 1
+
+    def _exit(self) -> None:
+        with self._lock:
+            self._active -= 1
+            self.runs_closed += 1
+
+    def _session(self, session: Session | None) -> Session:
+        return session if isinstance(session, Session) else Session()
+
+    def _new_folder(self, session: Session, task: str) -> tuple[str, Path]:
+        session.counter += 1
+        run_id = f"{session.counter:03d}-{task}-{uuid.uuid4().hex[:6]}"
+        folder = self.settings.runs_dir / f"{session.id}-{run_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        session.folders.append(folder)
+        while len(session.folders) > self.settings.runs_kept_per_session:
+            shutil.rmtree(session.folders.pop(0), ignore_errors=True)
+        return run_id, folder
+
+    def _model(self, choice: str | None) -> tuple[str, engine.EngineModel]:
+        key = resolve(choice, self.settings)
+        try:
+            return key, self.cache.get(key)
+        except (CheckpointError, UploadError, engine.EngineError):
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            log.warning("could not load model %s", key, exc_info=True)
+            raise CheckpointError(f"{Path(key).name} could not be loaded ({type(exc).__name__}: {exc})") from exc
+
+    def _config(self, tab: str, arch: str, c: Controls, notices: list[str]) -> engine.InversionConfig:
+        steps = c.steps
+        if steps > self.settings.max_steps:
+            msg = f"Steps limited to {self.settings.max_steps} on this server (you asked for {steps})."
+            notices.append(msg)
+            warn(msg)
+            steps = self.settings.max_steps
+        base = engine.default_config(defaults_task(tab), arch=arch)
+        weights = dataclasses.replace(base.weights, l1=float(c.l1), l2=float(c.l2), perceptual=float(c.perceptual),
+                                      latent_dist=float(c.latent_dist))
+        cfg = base.replace(latent_space=c.latent_space, steps=int(steps), lr=float(c.lr), optimizer=c.optimizer,
+                           weights=weights, perceptual=c.perceptual_net, optimize_noise=c.optimize_noise,
+                           seed=int(c.seed), preview_every=int(c.preview_every),
+                           max_steps=max(self.settings.max_steps, base.max_steps))
+        cfg.validate()
+        return cfg
+
+    def _loading_notice(self, key: str) -> str | None:
+        if key in self.cache:
+            return None
+        return f"Loading model {Path(key).name}…"
+
+    # ------------------------------------------------------------------------------ input parsing
+
+    def _photo(self, source: Any, notices: list[str], *, what: str = "photo") -> np.ndarray:
+        if source is None:
+            raise UploadError(f"No {what} was provided. Please upload an image (or click an example) first.")
+        loaded = load_image(source, max_pixels=self.settings.max_upload_pixels,
+                            resize_to_max_side=self.settings.max_upload_side)
+        notices.extend(f"Your {what}: {n}." for n in loaded.notices)
+        return loaded.rgb
+
+    def _fit(self, rgb: np.ndarray, res: int, notices: list[str]) -> np.ndarray:
+        square, note = fit_to_square(rgb, res)
+        if not note.startswith("already"):
+            notices.append(f"Input {note}.")
+        return square
+
+    @staticmethod
+    def _layers(editor: dict) -> list[Any]:
+        return [layer for layer in (editor.get("layers") or []) if layer is not None]
+
+    @staticmethod
+    def _painted(layers: list[Any], size: tuple[int, int]) -> np.ndarray:
+        """Union of what was painted on the editor's layers (alpha > 0), at `size` = (H, W)."""
+        painted = np.zeros(size, dtype=bool)
+        for layer in layers:
+            arr = np.asarray(layer) if isinstance(layer, np.ndarray) else None
+            if arr is not None and arr.ndim == 3 and arr.shape[2] == 4:
+                painted |= load_mask(arr[..., 3] > 0, size=size)
+            else:
+                painted |= load_mask(layer, size=size)
+        return painted
+
+    def _editor(self, editor: Any, what: str) -> dict:
+        if editor is None:
+            return {}
+        if not isinstance(editor, dict):
+            raise UploadError(f"The {what} could not be read (expected an image editor value with 'background', "
+                              "'layers' and 'composite'). Please draw again.")
+        return editor
+
+    def _scribble_input(self, editor: Any, res: int, notices: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Sketch -> (stroke colours, stroke mask) at `res`. Strokes = painted layers' alpha; colours = composite."""
+        editor = self._editor(editor, "sketch")
+        layers = self._layers(editor)
+        base = editor.get("composite") if editor.get("composite") is not None else editor.get("background")
+        if layers:
+            first = np.asarray(layers[0]) if isinstance(layers[0], np.ndarray) else None
+            if base is not None:
+                colours = self._photo(base, notices, what="sketch")
+            elif first is not None and first.ndim == 3 and first.shape[2] == 4:
+                colours = render.flatten_over_white([np.asarray(x) for x in layers], first.shape[:2])
+            else:
+                raise UploadError("The sketch has layers but no picture to take the colours from. Please draw again.")
+            strokes = self._painted(layers, colours.shape[:2])
+        elif base is not None:  # a plain picture (API callers, examples): every non-white pixel is a stroke
+            colours = self._photo(base, notices, what="sketch")
+            strokes = strokes_from_image(colours)
+        else:
+            raise UploadError("Nothing is drawn yet. Pick a colour, draw a few strokes, then press Run.")
+        if not strokes.any():
+            raise UploadError("Nothing is drawn yet. Pick a colour, draw a few strokes, then press Run.")
+        colours, strokes = render.center_square(colours), render.center_square(strokes)
+        if not strokes.any():
+            raise UploadError("All strokes are outside the central square that is used. Please draw in the middle.")
+        return render.shrink_strokes(colours, strokes, res)
+
+    def _inpaint_input(self, editor: Any, res: int, notices: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Editor -> (photo, hole) at `res`. Photo = background (never the composite, which shows the paint)."""
+        editor = self._editor(editor, "photo and mask")
+        photo = self._photo(editor.get("background"), notices)
+        hole = self._painted(self._layers(editor), photo.shape[:2])
+        check_mask_coverage(hole, what="fill in")
+        target = self._fit(photo, res, notices)
+        hole_sq = render.center_square(hole)
+        if not hole_sq.any():
+            raise UploadError("The painted region is outside the central square that is used. Please paint inside "
+                              "the middle of the photo.")
+        return target, render.shrink_mask(hole_sq, res)
+
+    def _align(self, rgb: np.ndarray, res: int, notices: list[str]) -> tuple[np.ndarray, tuple | None]:
+        """Optional face alignment: (target, (before, after) for display or None)."""
+        try:
+            face_align = importlib.import_module("app.face_align")
+        except ImportError:
+            msg = "Face alignment is not available in this installation; the photo is centre-cropped instead."
+            notices.append(msg)
+            warn(msg)
+            return self._fit(rgb, res, notices), None
+        try:
+            result = face_align.align_face(rgb, size=max(res, THUMB))
+        except Exception as exc:  # noqa: BLE001 - alignment is optional: never fail the run for it
+            log.warning("face alignment failed", exc_info=True)
+            result = None
+            notice = f"face alignment failed ({type(exc).__name__})"
+        else:
+            notice = getattr(result, "notice", "")
+        if result is None or not result.found or result.aligned is None:
+            msg = f"No face aligned ({notice or 'no face found'}); the photo is centre-cropped instead."
+            notices.append(msg)
+            warn(msg)
+            return self._fit(rgb, res, notices), None
+        if notice:
+            notices.append(f"Face alignment: {notice}.")
+        before, _ = fit_to_square(rgb, THUMB)
+        after, _ = fit_to_square(result.aligned, THUMB)
+        target, _ = fit_to_square(result.aligned, res)
+        notices.append("Face aligned to the model's framing (see before/after).")
+        return target, (before, after)
+
+    # --------------------------------------------------------------------------------- views
+
+    def _enlarge(self, rgb: np.ndarray) -> np.ndarray:
+        return render.enlarge(rgb, self.settings.display_size)
+
+    def _input_view(self, task: str, request: engine.InversionRequest) -> np.ndarray:
+        size = self.settings.display_size
+        if task == "inpaint":
+            return render.with_outline(request.target, ~request.known, size)
+        if task == "scribble":
+            return render.with_outline(render.only_known(request.target, request.known), request.known, size)
+        return self._enlarge(render_projected(request))
+
+    def _views(self, record: RunRecord, image: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(result, second view) for display."""
+        req = record.request
+        if record.task == "inpaint":
+            small = image if image.shape[0] == req.target.shape[0] else fit_to_square(image, req.target.shape[0])[0]
+            return self._enlarge(render.paste(req.target, small, req.known)), self._enlarge(image)
+        if record.task == "scribble":
+            return self._enlarge(image), render.with_outline(image, req.known, self.settings.display_size)
+        return self._enlarge(image), self._enlarge(degraded)
+
+    @staticmethod
+    def _status(record: RunRecord, live: _Live | None, *, headline: str) -> str:
+        parts = [headline]
+        if live is not None:
+            f = live.frame
+            bits = [f"step {f.step} / {live.total}"]
+            if live.steps_per_s > 0:
+                bits.append(f"{live.steps_per_s:.1f} steps/s")
+            if live.first_frame_s is not None:
+                bits.append(f"first frame after {live.first_frame_s:.1f} s")
+            bits.append(f"{time.perf_counter() - live.started:.1f} s elapsed")
+            bits.append(f"loss {f.losses.get('total', float('nan')):.4g}")
+            parts.append(" · ".join(bits))
+        text = " — ".join(parts)
+        if record.notices:
+            text += "\n\n" + "\n".join(f"- {html.escape(n, quote=False)}" for n in dict.fromkeys(record.notices))
+        return text
+
+    # ----------------------------------------------------------------------------- streaming core
+
+    def _stream(self, record: RunRecord, model: engine.EngineModel, request: engine.InversionRequest,
+                session: Session, *, started: float, deadline: float, step_offset: int = 0,
+                total: int | None = None) -> Iterator[tuple]:
+        """Run the engine; yield 8-tuples (TAB_OUTPUTS) per frame, then the final one with downloads."""
+        total = total or step_offset + request.config.steps
+        gen = engine.run(model, request)
+        best: SavedFrame | None = None
+        final: SavedFrame | None = None
+        first_frame_s: float | None = None
+        steps_per_s = 0.0
+        timed_out = False
+        seen_messages: set[str] = set()
+        self._enter()
+        try:
+            yield (record.input_view, None, None, None,
+                   self._status(record, None, headline=f"**Starting** {record.task} with {record.model_name}…"),
+                   None, gr.update(interactive=False), session)
+            while True:
+                if time.perf_counter() > deadline:
+                    timed_out = True
+                    break
+                try:
+                    frame = next(gen)
+                except StopIteration:
+                    break
+                if first_frame_s is None:
+                    first_frame_s = time.perf_counter() - started
+                steps_per_s = frame.steps_per_s
+                saved = SavedFrame(step=step_offset + frame.step, latent=frame.latent, space=frame.latent_space,
+                                   noises=frame.noises, image=render_thumb(frame.image),
+                                   degraded=render_thumb(frame.degraded), losses=dict(frame.losses))
+                record.frames.append(saved)
+                for m in frame.messages:
+                    if m not in seen_messages:
+                        seen_messages.add(m)
+                        record.notices.append(m)
+                        warn(m)
+                if best is None or saved.losses.get("total", math.inf) <= best.losses.get("total", math.inf):
+                    best = saved
+                if frame.done:
+                    final = saved
+                    break
+                live = _Live(saved, total, started, first_frame_s, frame.steps_per_s)
+                result, second = self._views(record, saved.image, saved.degraded)
+                yield (record.input_view, result, second, self._loss_plot(record),
+                       self._status(record, live, headline="**Running**"), None, gr.skip(), session)
+        finally:
+            gen.close()  # runs the engine's finally (also when Gradio closes us: Stop button / disconnect)
+            self._exit()
+        if final is None:
+            if best is None:
+                raise user_error(f"The time limit of {self.settings.time_limit:g} s was reached before the first "
+                                 "result; try fewer steps, a smaller model or a smaller 'preview every'.")
+            final = best
+            if timed_out:
+                msg = (f"Stopped at the time limit of {self.settings.time_limit:g} s after step "
+                       f"{record.frames[-1].step} of {total}: showing the best result so far (step {final.step}).")
+                record.notices.append(msg)
+                warn(msg)
+        yield self._finish(record, final, session, started=started, first_frame_s=first_frame_s, total=total,
+                           headline="**Done**" if not timed_out else "**Stopped at the time limit**",
+                           steps_per_s=steps_per_s)
+
+    def _loss_plot(self, record: RunRecord) -> np.ndarray:
+        return loss_plot([(f.step, f.losses) for f in record.frames])
+
+    def _finish(self, record: RunRecord, final: SavedFrame, session: Session, *, started: float,
+                first_frame_s: float | None, total: int, headline: str, steps_per_s: float = 0.0) -> tuple:
+        record.finished, record.final = True, final
+        record.files = self._write_files(record, final)
+        self._remember(session, record, final)
+        elapsed = time.perf_counter() - started
+        live = _Live(final, total, started, first_frame_s, steps_per_s)
+        result, second = self._views(record, final.image, final.degraded)
+        status = self._status(record, live, headline=f"{headline} in {elapsed:.1f} s")
+        steps = [f.step for f in record.frames]
+        slider = gr.update(minimum=min(steps), maximum=max(max(steps), min(steps) + 1), value=final.step,
+                           step=1, interactive=True)
+        return (record.input_view, result, second, self._loss_plot(record), status, record.files, slider, session)
+
+    def _write_files(self, record: RunRecord, final: SavedFrame) -> list[str]:
+        d = record.folder
+        req = record.request
+        files = [write_png(d / "result.png", final.image)]
+        if record.task == "inpaint":
+            small = final.image if final.image.shape[0] == req.target.shape[0] else \
+                fit_to_square(final.image, req.target.shape[0])[0]
+            files.append(write_png(d / "result_pasted.png", render.paste(req.target, small, req.known)))
+        files.append(write_png(d / "input.png", req.target))
+        files.append(save_state(d / "latent.pt", EditState(latent=final.latent, latent_space=final.space,
+                                                            step=final.step, model_name=record.model_key,
+                                                            config=req.config, noises=final.noises)))
+        frames = [f.image for f in record.frames if f.step <= final.step] or [final.image]
+        try:
+            files.append(write_gif(d / "progress.gif", frames, fps=8, size=THUMB))
+        except Exception:  # noqa: BLE001 - an animation failing must not lose the result
+            log.warning("could not write progress.gif", exc_info=True)
+        files.append(write_png(d / "loss.png", self._loss_plot(record)))
+        return [str(p) for p in files]
+
+    def _remember(self, session: Session, record: RunRecord, final: SavedFrame) -> None:
+        key = f"{record.run_id}@{final.step}"
+        session.library = [e for e in session.library if e.key != key]
+        label = f"#{record.run_id.split('-')[0].lstrip('0') or '0'} {record.task} · {record.model_name} · " \
+                f"{final.space} · step {final.step}"
+        session.library.append(LatentEntry(key, label, record.model_key, final.latent, final.space, final.image))
+        del session.library[:-LIBRARY_SIZE]
+
+    # ------------------------------------------------------------------------------ task runner
+
+    def _run_task(self, task: str, model_choice: str | None, controls: tuple, session: Session | None,
+                  prepare_inputs) -> Iterator[tuple]:
+        """Common body of the six task handlers. `prepare_inputs(model, notices)` -> (target, painted, extra)."""
+        started = time.perf_counter()
+        session = self._session(session)
+        notices: list[str] = []
+        try:
+            c = parse_controls(controls)
+            key = resolve(model_choice, self.settings)
+            loading = self._loading_notice(key)
+            if loading:
+                yield (None, None, None, None, f"**Loading** — {loading}", None, gr.skip(), session)
+            key, model = self._model(key)
+            arch = getattr(model.G, "arch", model.config.arch)
+            cfg = self._config(task, arch, c, notices)
+            target, painted, extra = prepare_inputs(model, notices)
+            request = engine.request_for_task(task, target, painted=painted, config=cfg, **extra)
+        except Exception as exc:
+            raise _as_user_error(exc, task) from None
+        run_id, folder = self._new_folder(session, task)
+        record = RunRecord(run_id=run_id, task=task, model_key=key, model_name=model.config.name,
+                           request=request, input_view=np.zeros((1, 1, 3), np.uint8), folder=folder,
+                           notices=notices)
+        try:
+            record.input_view = self._input_view(task, request)
+        except Exception as exc:
+            raise _as_user_error(exc, task) from None
+        session.runs[task] = record
+        try:
+            yield from self._stream(record, model, request, session, started=started,
+                                    deadline=started + self.settings.time_limit)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _as_user_error(exc, task) from None
+
+    # ---------------------------------------------------------------------------- public: tasks
+
+    def scribble(self, sketch, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
+                 optimize_noise, optimizer, seed, preview_every, session=None):
+        """Scribble to image: only the drawn pixels constrain the result (their colours are the target)."""
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+
+        def inputs(m, notices):
+            colours, strokes = self._scribble_input(sketch, m.resolution, notices)
+            return colours, strokes, {}
+        yield from self._run_task("scribble", model, controls, session, inputs)
+
+    def inpaint(self, editor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
+                optimize_noise, optimizer, seed, preview_every, session=None):
+        """Inpaint: the painted region is filled in, the rest of the photo is matched."""
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+
+        def inputs(m, notices):
+            target, hole = self._inpaint_input(editor, m.resolution, notices)
+            return target, hole, {}
+        yield from self._run_task("inpaint", model, controls, session, inputs)
+
+    def reconstruct(self, image, align_face, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
+                    latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+        """Reconstruct a photo (optionally face-aligned first). Adds a before/after alignment output."""
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+        aligned: list = [None]
+
+        def inputs(m, notices):
+            rgb = self._photo(image, notices)
+            if align_face:
+                target, pair = self._align(rgb, m.resolution, notices)
+                aligned[0] = pair
+            else:
+                target = self._fit(rgb, m.resolution, notices)
+            return target, None, {}
+        for out in self._run_task("reconstruct", model, controls, session, inputs):
+            yield out + (aligned[0],)
+
+    def colorize(self, image, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
+                 optimize_noise, optimizer, seed, preview_every, session=None):
+        """Colorize: only the brightness of the photo is matched; the model supplies the colours."""
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+
+        def inputs(m, notices):
+            return self._fit(self._photo(image, notices), m.resolution, notices), None, {}
+        yield from self._run_task("colorize", model, controls, session, inputs)
+
+    def deblur(self, image, kernel_size, sigma, blur_first, model, latent_space, steps, lr, l1, l2, perceptual,
+               perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+        """Deblur: find a sharp image whose blurred version matches the photo."""
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+
+        def inputs(m, notices):
+            k = _number("Kernel size", kernel_size, integer=True, minimum=1)
+            if k % 2 == 0:
+                raise user_error(f"The blur kernel size must be odd (3, 5, 7, …), got {k}.")
+            s = _number("Sigma", sigma, strictly_positive=True)
+            target = self._fit(self._photo(image, notices), m.resolution, notices)
+            if blur_first:
+                notices.append(f"Demo: your photo was blurred first (kernel {k}, sigma {s:g}).")
+            return target, None, dict(kernel_size=int(k), sigma=float(s), degrade_input=bool(blur_first))
+        yield from self._run_task("deblur", model, controls, session, inputs)
+
+    def superres(self, image, factor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
+                 latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+        """Super-resolve: find an image whose `factor`-times smaller version matches the photo."""
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+
+        def inputs(m, notices):
+            f = _number("Factor", factor, integer=True, minimum=1)
+            if m.resolution % f:
+                raise user_error(f"Factor {f} does not divide the model's {m.resolution} px resolution; "
+                                 "use 2, 4 or 8.")
+            target = self._fit(self._photo(image, notices), m.resolution, notices)
+            return target, None, dict(factor=int(f))
+        yield from self._run_task("superres", model, controls, session, inputs)
+
+    # ------------------------------------------------------------------------ continue / rewind
+
+    def continue_run(self, task, from_step, rewind, model_choice, latent_space, steps, lr, l1, l2, perceptual,
+                     perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+        """Continue the tab's latest run from its end (rewind=False) or from saved step `from_step`."""
+        started = time.perf_counter()
+        session = self._session(session)
+        record = session.runs.get(task)
+        if record is None or not record.frames:
+            raise user_error("There is no run to continue yet in this tab: press Run first.")
+        notices: list[str] = []
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+        try:
+            c = parse_controls(controls)
+            try:
+                chosen = resolve(model_choice, self.settings)
+            except UploadError:
+                chosen = None
+            if chosen != record.model_key:
+                notices.append(f"Continuing with {record.model_name}, the model this run was made with.")
+            key, model = self._model(record.model_key)
+            arch = getattr(model.G, "arch", model.config.arch)
+            cfg = self._config(task, arch, c, notices)
+            if rewind:
+                k = _number("Rewind to step", from_step, integer=True, minimum=0)
+                start = record.frame_at(int(k))
+            else:
+                start = record.frames[-1]
+            latent, space = start.latent, start.space
+            order = list(LATENT_SPACES)
+            if order.index(cfg.latent_space) > order.index(space):
+                latent = lift(model, latent, space, cfg.latent_space)
+            elif order.index(cfg.latent_space) < order.index(space) and cfg.latent_space == "z":
+                notices.append(f"A {space} latent cannot go back to z; continuing in {space}.")
+                cfg = cfg.replace(latent_space=space)
+            # Continuing refines a result: no latent-noise kick at the start (it would undo progress).
+            cfg = cfg.replace(init="given", initial_noise_factor=0.0)
+            noises = start.noises if cfg.optimize_noise else None
+            request = dataclasses.replace(record.request, config=cfg, init_latent=latent, init_noises=noises)
+        except Exception as exc:
+            raise _as_user_error(exc, f"{task} continuation") from None
+        run_id, folder = self._new_folder(session, task)
+        kept = [f for f in record.frames if f.step <= start.step]
+        new = RunRecord(run_id=run_id, task=task, model_key=key, model_name=record.model_name, request=request,
+                        input_view=record.input_view, folder=folder, frames=kept,
+                        notices=notices + [f"Continued from step {start.step}."])
+        session.runs[task] = new
+        try:
+            yield from self._stream(new, model, request, session, started=started,
+                                    deadline=started + self.settings.time_limit, step_offset=start.step)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _as_user_error(exc, f"{task} continuation") from None
+
+    def rewind_preview(self, task, step, session=None):
+        """Show the saved frame at `step` (no computation). Returns (result, second view, status)."""
+        record = session.runs.get(task) if isinstance(session, Session) else None
+        if record is None or not record.frames:
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            k = int(step)
+        except (TypeError, ValueError):
+            return gr.skip(), gr.skip(), gr.skip()
+        f = record.frame_at(k)
+        result, second = self._views(record, f.image, f.degraded)
+        return result, second, (f"**Step {f.step}** (saved frame) — loss {f.losses.get('total', float('nan')):.4g}. "
+                                "Press *Continue from this step* to optimise on from here.")
+
+    def after_stop(self, task, session=None):
+        """After Stop: downloads and rewind slider from the frames streamed so far. (status, files, slider)."""
+        record = session.runs.get(task) if isinstance(session, Session) else None
+        if record is None or not record.frames or record.finished:
+            return gr.skip(), gr.skip(), gr.skip()
+        final = record.frames[-1]
+        record.notices.append(f"Stopped by you at step {final.step}; the downloads hold that step's result.")
+        record.finished, record.final = True, final
+        record.files = self._write_files(record, final)
+        self._remember(session, record, final)
+        steps = [f.step for f in record.frames]
+        slider = gr.update(minimum=min(steps), maximum=max(max(steps), min(steps) + 1), value=final.step,
+                           step=1, interactive=True)
+        return self._status(record, None, headline="**Stopped**"), record.files, slider
+
+    # --------------------------------------------------------------------------------- interpolate
+
+    def interpolate(self, image_a, image_b, earlier_a, earlier_b, frames, model, latent_space, steps, lr, l1, l2,
+                    perceptual, perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every,
+                    session=None):
+        """Morph between two images (reconstructed first) or two earlier results of this session.
+
+        Outputs: preview, loss plot, status, MP4 video, GIF, frames gallery, downloads, session.
+        """
+        started = time.perf_counter()
+        session = self._session(session)
+        notices: list[str] = []
+        controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
+                    optimizer, seed, preview_every)
+        try:
+            n = _number("Frames", frames, integer=True, minimum=2)
+            if n > MAX_FRAMES_INTERP:
+                raise user_error(f"At most {MAX_FRAMES_INTERP} frames, please (you asked for {n}).")
+            c = parse_controls(controls)
+            key = resolve(model, self.settings)
+            sides = []
+            for name, image, earlier in (("A", image_a, earlier_a), ("B", image_b, earlier_b)):
+                entry = next((e for e in session.library if e.key == earlier), None) if earlier else None
+                if earlier and entry is None:
+                    raise user_error(f"Earlier result {name} is no longer available; pick another one.")
+                if entry is not None and entry.model_key != key:
+                    raise user_error(f"Earlier result {name} was made with another model ({Path(entry.model_key).name})"
+                                     f": choose that model, or give an image instead.")
+                if entry is None and image is None:
+                    raise user_error(f"Give image {name}, or pick an earlier result for it.")
+                sides.append((name, image, entry))
+            loading = self._loading_notice(key)
+            if loading:
+                yield (None, None, f"**Loading** — {loading}", None, None, None, None, session)
+            key, m = self._model(key)
+            arch = getattr(m.G, "arch", m.config.arch)
+            cfg = self._config("interpolate", arch, c, notices)
+            photos = {name: self._fit(self._photo(image, notices, what=f"image {name}"), m.resolution, notices)
+                      for name, image, entry in sides if entry is None}
+        except Exception as exc:
+            raise _as_user_error(exc, "interpolation") from None
+
+        run_id, folder = self._new_folder(session, "interpolate")
+        latents = []
+        to_reconstruct = [s for s in sides if s[2] is None]
+        for i, (name, _, entry) in enumerate(sides):
+            if entry is not None:
+                latents.append((entry.latent, entry.space, entry.image))
+                continue
+            share = (to_reconstruct.index(sides[i]) + 1) / (len(to_reconstruct) + 0.25)
+            try:
+                request = engine.request_for_task("reconstruct", photos[name], config=cfg)
+            except Exception as exc:
+                raise _as_user_error(exc, "interpolation") from None
+            sub = folder / f"reconstruct_{name.lower()}"
+            sub.mkdir(parents=True, exist_ok=True)
+            rec = RunRecord(run_id=f"{run_id}{name}", task="reconstruct", model_key=key, model_name=m.config.name,
+                            request=request, input_view=self._enlarge(photos[name]), folder=sub,
+                            notices=notices)
+            try:
+                for out in self._stream(rec, m, request, session, started=started,
+                                        deadline=started + self.settings.time_limit * share):
+                    status = out[4].replace("**Running**", f"**Reconstructing image {name}**", 1)
+                    yield (out[1] if out[1] is not None else out[0], out[3], status, None, None, None, None, session)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise _as_user_error(exc, "interpolation") from None
+            latents.append((rec.final.latent, rec.final.space, rec.final.image))
+        try:
+            (la, sa, _), (lb, sb, _) = latents
+            space = common_space(sa, sb)
+            la, lb = lift(m, la, sa, space), lift(m, lb, sb, space)
+            images: list[np.ndarray] = []
+            gallery: list[tuple[np.ndarray, str]] = []
+            for i, img in enumerate(interpolation_frames(m, la, lb, space=space, num_frames=int(n))):
+                images.append(img)
+                gallery.append((self._enlarge(img), f"{i + 1}/{n}"))
+                if i % max(1, int(n) // 8) == 0 or i == n - 1:
+                    yield (self._enlarge(img), None, f"**Morphing** — frame {i + 1} / {n} in {space}", None, None,
+                           None, None, session)
+            files = [write_gif(folder / "interpolation.gif", images, fps=10, size=THUMB)]
+            video = None
+            try:
+                video = write_mp4(folder / "interpolation.mp4", images, fps=10, size=THUMB)
+                files.append(video)
+            except Exception:  # noqa: BLE001 - the GIF is enough when ffmpeg is missing
+                log.warning("could not write interpolation.mp4", exc_info=True)
+                notices.append("MP4 export is not available here; the GIF has the same frames.")
+            files.append(write_png(folder / "frames.png", strip(images, max_frames=min(int(n), 16))))
+            for tag, (lat, sp, _) in (("a", latents[0]), ("b", latents[1])):
+                files.append(save_state(folder / f"latent_{tag}.pt", EditState(
+                    latent=lat, latent_space=sp, step=0, model_name=key, config=cfg)))
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _as_user_error(exc, "interpolation") from None
+        status = f"**Done** — {n} frames in {space} in {time.perf_counter() - started:.1f} s"
+        if notices:
+            status += "\n\n" + "\n".join(f"- {html.escape(x, quote=False)}" for x in dict.fromkeys(notices))
+        yield (self._enlarge(images[len(images) // 2]), None, status, str(video) if video else None,
+               str(files[0]), gallery, [str(p) for p in files], session)
+
+    def library_choices(self, session=None):
+        """Dropdown updates (A, B) listing this session's earlier results."""
+        lib = session.library if isinstance(session, Session) else []
+        choices = [("(none: use the image)", "")] + [(e.label, e.key) for e in reversed(lib)]
+        return gr.update(choices=choices), gr.update(choices=choices)
+
+    # ----------------------------------------------------------------------------------- helpers
+
+    def reset_defaults(self, tab: str, model_choice: str | None) -> tuple:
+        """The tab's default controls for the chosen model's architecture."""
+        arch = describe(model_choice, self.settings).arch
+        return dataclasses.astuple(control_defaults(tab, arch))
+
+    def all_defaults(self, model_choice: str | None) -> tuple:
+        """Defaults of every tab (TABS order, CONTROL_FIELDS each), e.g. after the model changed."""
+        arch = describe(model_choice, self.settings).arch
+        return tuple(itertools.chain.from_iterable(dataclasses.astuple(control_defaults(t, arch)) for t in TABS))
+
+    def model_info(self, model_choice: str | None) -> str:
+        if not model_choice:
+            return "No model available: put a model in assets/models/ or start with `--model PATH`."
+        info = describe(model_choice, self.settings)
+        res = f"{info.resolution} px" if info.resolution else "resolution known after loading"
+        return (f"**{html.escape(Path(str(model_choice)).name)}** — {info.arch}, {res}, "
+                f"{html.escape(info.domain)}. Licence: {html.escape(info.licence)}.")
+
+    def guide(self, show: bool, model_choice: str | None):
+        """A blank sketch canvas, with the model's average picture faintly underneath when `show`."""
+        blank_layer = np.zeros((CANVAS, CANVAS, 4), np.uint8)
+        white = np.full((CANVAS, CANVAS, 3), 255, np.uint8)
+        if not show:
+            return {"background": white, "layers": [blank_layer], "composite": white}
+        try:
+            _, m = self._model(model_choice)
+            mean = render_latent(m, m.w_avg.detach().cpu().reshape(1, -1), "w")
+        except Exception as exc:
+            raise _as_user_error(exc, "guide") from None
+        faint = render.faint(fit_to_square(mean, CANVAS)[0] if mean.shape[0] > CANVAS else
+                             render.enlarge(mean, CANVAS))
+        return {"background": faint, "layers": [blank_layer], "composite": faint}
+
+    def scribble_example(self, sketch):
+        """An example stroke picture -> an editable stroke layer on a white canvas."""
+        editor = sketch if isinstance(sketch, dict) else {"background": sketch}
+        base = editor.get("composite") if editor.get("composite") is not None else editor.get("background")
+        if base is None:
+            return gr.skip()
+        try:
+            rgb = load_image(base).rgb
+        except UploadError as exc:
+            raise user_error(str(exc)) from None
+        rgb = fit_to_square(rgb, CANVAS)[0] if rgb.shape[:2] != (CANVAS, CANVAS) else rgb
+        strokes = strokes_from_image(rgb)
+        white = np.full_like(rgb, 255)
+        layer = render.to_rgba(rgb, strokes)
+        return {"background": white, "layers": [layer], "composite": render.paste(white, rgb, ~strokes)}
+
+    def inpaint_example(self, photo, mask):
+        """An example (photo, mask: white = fill) -> editor value with the mask as an editable painted layer."""
+        try:
+            rgb = load_image(photo).rgb
+            hole = load_mask(mask, size=rgb.shape[:2]) if mask is not None else np.zeros(rgb.shape[:2], bool)
+        except UploadError as exc:
+            raise user_error(str(exc)) from None
+        if rgb.shape[0] == rgb.shape[1] < CANVAS // 2:  # tiny examples (64 px samples) would give a tiny canvas
+            rgb = render.enlarge(rgb, CANVAS)
+            hole = render.enlarge(hole.astype(np.uint8), CANVAS) > 0
+        layer = render.solid_layer(hole, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY)
+        composite = render.flatten_over_white([render.to_rgba(rgb, np.full(rgb.shape[:2], 255, np.uint8)), layer],
+                                              rgb.shape[:2])
+        return {"background": rgb, "layers": [layer], "composite": composite}
+
+
+def render_projected(request: engine.InversionRequest) -> np.ndarray:
+    """The target as the engine compares it (greyscale / low resolution / blurred), uint8 RGB."""
+    from engine.inversion import to_tensor, to_uint8
+    from engine.operators import build_chain
+    with torch.no_grad():
+        return to_uint8(build_chain(request.operators).project_target(to_tensor(request.target, torch.device("cpu"))))
+
+
+def render_thumb(rgb: np.ndarray) -> np.ndarray:
+    """Frames kept in the session are at most THUMB px (1024 px catalogue models would use ~3 MB per frame)."""
+    return rgb if rgb.shape[0] <= THUMB else fit_to_square(rgb, THUMB)[0]
+
+
+def default_model_choice(settings: Settings) -> str | None:
+    return default_model(settings)

@@ -1,0 +1,83 @@
+"""Server settings: one frozen dataclass, filled from the command line (`app.__main__`) or by tests."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = ROOT / "assets"
+EXAMPLES_DIR = ASSETS_DIR / "examples"
+PREFERRED_MODELS = ("cat64", "face64", "cat64-vanilla")
+"""Bundled models listed first (in this order) when present; the first one present is the default."""
+
+
+def default_temp_dir() -> Path:
+    """`$LATENTBRUSH_TMP`, else `<system temp>/latentbrush`: the app's own folder for per-run outputs."""
+    return Path(os.environ.get("LATENTBRUSH_TMP", Path(tempfile.gettempdir()) / "latentbrush"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know; per-user choices live in the UI, never here.
+
+    model: default model (bundled name, catalogue name or a checkpoint path given by the operator);
+        None picks the first of PREFERRED_MODELS present, else the first bundled model.
+    max_steps: optimisation steps a single run may take (larger requests are clamped, with a warning).
+    time_limit: seconds a single run may take; at the limit the run stops and returns the best result so far.
+    concurrency: inversions running at the same time (shared by all tabs); queue_size: waiting requests.
+    threads: torch CPU threads (None: torch's default). On a busy machine 1 is often much faster.
+    temp_dir: the app's own folder; every run writes its downloads into a fresh sub-folder of `runs/`.
+    """
+
+    model: str | None = None
+    device: str = "cpu"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    concurrency: int = 1
+    queue_size: int = 16
+    max_steps: int = 1000
+    time_limit: float = 120.0
+    threads: int | None = None
+    temp_dir: Path = field(default_factory=default_temp_dir)
+    max_file_size: str = "20mb"
+    display_size: int = 256
+    max_upload_pixels: int = 40_000_000
+    max_upload_side: int = 2048
+    runs_kept_per_session: int = 6
+    model_cache_size: int = 3
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            problems.append(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if not (isinstance(self.time_limit, (int, float)) and self.time_limit > 0):
+            problems.append(f"time_limit must be a number of seconds > 0, got {self.time_limit!r}")
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            problems.append(f"concurrency must be a positive integer, got {self.concurrency!r}")
+        if not isinstance(self.queue_size, int) or self.queue_size < 1:
+            problems.append(f"queue_size must be a positive integer, got {self.queue_size!r}")
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            problems.append(f"port must be in 0..65535, got {self.port!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            problems.append(f"threads must be a positive integer, got {self.threads!r}")
+        if self.device != "cpu" and not str(self.device).startswith("cuda"):
+            problems.append(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        object.__setattr__(self, "temp_dir", Path(self.temp_dir))
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.temp_dir / "runs"
+
+    @property
+    def allowed_paths(self) -> list[str]:
+        """What the server may serve besides Gradio's own cache: our temp folder and the example images."""
+        return [str(self.temp_dir), str(EXAMPLES_DIR)]
+
+    def replace(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)

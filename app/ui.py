@@ -1,0 +1,365 @@
+"""Layout and wiring only: `build_demo(settings) -> gr.Blocks`. Behaviour lives in `app.handlers`.
+
+Named API endpoints (gradio_client): /scribble, /inpaint, /reconstruct, /colorize, /deblur, /superres,
+/interpolate. Every other event is private. All inversions share one concurrency group ("inversion") so
+at most `settings.concurrency` optimisations run at once, whatever the tab.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from .handlers import (CANVAS, CONTROL_FIELDS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, PERCEPTUAL_NETS, TABS,
+                       Handlers, control_defaults, delete_session, user_error)
+from .model_cache import default_model, describe, model_choices
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+TITLE = "LatentBrush"
+PALETTE = ["#000000", "#ffffff", "#7f4f24", "#c68b59", "#f2c48d", "#e0ac69", "#ff8c00", "#d62828", "#f4d35e",
+           "#2a9d8f", "#4361ee", "#9d9d9d"]
+CSS = """
+.lb-pixels img { image-rendering: pixelated; }
+.lb-status { min-height: 3em; }
+"""
+TAB_TITLES = {"scribble": "Scribble to image", "inpaint": "Inpaint", "reconstruct": "Reconstruct",
+              "colorize": "Colorize", "deblur": "Deblur", "superres": "Super-resolve", "interpolate": "Interpolate"}
+HELP = {
+    "scribble": "Pick a colour (or the colour picker) and draw a few strokes: the model invents a picture whose "
+                "pixels under your strokes have your colours. Only the drawn pixels count.",
+    "inpaint": "Upload a photo (or click an example), paint over the region to fill in, press Run. The painted "
+               "region is invented by the model, the rest is matched to your photo.",
+    "reconstruct": "Upload a photo: the model searches for its closest picture. For faces, tick *Align face* "
+                   "first — the model only knows faces framed like its training photos.",
+    "colorize": "Upload a black-and-white (or colour) photo: only its brightness is matched; the colours come "
+                "from the model.",
+    "deblur": "Upload a blurred photo: the model searches for a sharp picture whose blurred version matches it. "
+              "Tick *Blur my sharp photo first* to try it on a sharp photo.",
+    "superres": "Upload a small photo: the model searches for a sharp picture whose reduced version matches it.",
+    "interpolate": "Give two images (they are reconstructed first) or pick two earlier results of this session, "
+                   "then watch the model morph from one to the other.",
+}
+
+
+class PhotoInput(gr.Image):
+    """gr.Image whose decoding failures become a friendly gr.Error (uploads are checked by app.uploads)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - trust boundary: no traceback for a bad upload
+            log.info("image upload refused by the component", exc_info=True)
+            raise user_error("This file is not an image that can be read. Please upload a PNG, JPEG, WebP, "
+                             "GIF, BMP or TIFF image.") from None
+
+
+class Canvas(gr.ImageEditor):
+    """gr.ImageEditor whose decoding failures become a friendly gr.Error."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - trust boundary
+            log.info("editor upload refused by the component", exc_info=True)
+            raise user_error("The picture or one of its layers is not an image that can be read. Please "
+                             "upload a PNG, JPEG or WebP image and paint again.") from None
+
+
+@dataclass
+class TabOutputs:
+    """The result panel every task tab shares (order = handlers' TAB_OUTPUTS)."""
+
+    input_view: gr.Image
+    result: gr.Image
+    second: gr.Image
+    loss: gr.Image
+    status: gr.Markdown
+    files: gr.File
+    slider: gr.Slider
+    continue_btn: gr.Button
+    rewind_btn: gr.Button
+
+    def outputs(self, session: gr.State) -> list:
+        return [self.input_view, self.result, self.second, self.loss, self.status, self.files, self.slider,
+                session]
+
+
+def _examples_for(tab: str) -> list[list[str]]:
+    """Example rows from app.examples (written by a colleague); [] when the module or files are missing."""
+    try:
+        return importlib.import_module("app.examples").examples_for(tab)
+    except Exception:  # noqa: BLE001 - examples are optional
+        log.info("no examples for %s", tab, exc_info=True)
+        return []
+
+
+def _suggested_model(settings: Settings):
+    """Example click -> the bundled model the example suits (or no change)."""
+    from models.loader import bundled_names
+
+    def suggest(path, *_):
+        try:
+            name = importlib.import_module("app.examples").model_for_example(path)
+        except Exception:  # noqa: BLE001
+            name = None
+        return name if name and name in bundled_names() else gr.skip()
+    return suggest
+
+
+def _face_align_info() -> str:
+    if importlib.util.find_spec("app.face_align") is None:
+        return "⚠ Face alignment is not installed here (app/face_align.py missing): photos are centre-cropped."
+    return "Finds the face and warps it to the model's training framing (face models)."
+
+
+def _controls(tab: str, settings: Settings, arch: str) -> list:
+    d = control_defaults(tab, arch)
+    with gr.Accordion("Settings", open=False):
+        with gr.Row():
+            space = gr.Radio(["z", "w", "w+"], value=d.latent_space, label="Latent space",
+                             info="w+: most faithful; w: stays closer to typical pictures; z: the raw input")
+            steps = gr.Number(d.steps, precision=0, label="Steps", info=f"at most {settings.max_steps} here")
+            lr = gr.Number(d.lr, label="Learning rate")
+            optimizer = gr.Radio(["adam", "lbfgs"], value=d.optimizer, label="Optimiser")
+        with gr.Row():
+            l1 = gr.Number(d.l1, label="L1 weight")
+            l2 = gr.Number(d.l2, label="L2 weight")
+            perceptual = gr.Number(d.perceptual, label="Perceptual weight")
+            net = gr.Dropdown(list(PERCEPTUAL_NETS), value=d.perceptual_net, label="Perceptual network",
+                              info="discriminator: the model's own; vgg16 only if its weights are installed")
+        with gr.Row():
+            latent_dist = gr.Number(d.latent_dist, label="Latent-distance weight",
+                                    info="pulls towards the average picture")
+            noise = gr.Checkbox(d.optimize_noise, label="Optimise noise maps")
+            seed = gr.Number(d.seed, precision=0, label="Seed")
+            every = gr.Number(d.preview_every, precision=0, label="Preview every k steps")
+        reset = gr.Button("Reset to defaults", size="sm")
+    comps = [space, steps, lr, l1, l2, perceptual, net, latent_dist, noise, optimizer, seed, every]
+    assert len(comps) == len(CONTROL_FIELDS)
+    return comps + [reset]
+
+
+def _result_panel(tab: str, settings: Settings) -> TabOutputs:
+    size = settings.display_size
+    second_label = {"inpaint": "Generator output (whole picture)", "scribble": "Result with your strokes outlined"
+                    }.get(tab, "What the loss compares (result, degraded)")
+    result_label = "Result (filled region pasted into your photo)" if tab == "inpaint" else "Result"
+    input_label = {"inpaint": "Your photo (region to fill outlined)", "scribble": "Your strokes (what must match)"
+                   }.get(tab, "What the result must match")
+    with gr.Row():
+        input_view = gr.Image(label=input_label, format="png", interactive=False, height=size,
+                              elem_classes=["lb-pixels"], buttons=["download", "fullscreen"])
+        result = gr.Image(label=result_label, format="png", interactive=False, height=size,
+                          elem_classes=["lb-pixels"], elem_id=f"{tab}-result", buttons=["download", "fullscreen"])
+        second = gr.Image(label=second_label, format="png", interactive=False, height=size,
+                          elem_classes=["lb-pixels"], buttons=["download", "fullscreen"])
+    with gr.Row():
+        loss = gr.Image(label="Loss (log scale)", format="png", interactive=False, height=200,
+                        elem_id=f"{tab}-loss")
+        with gr.Column():
+            status = gr.Markdown("Ready.", elem_id=f"{tab}-status", elem_classes=["lb-status"])
+            files = gr.File(label="Downloads: result PNG, latent (.pt), progress GIF, loss curve",
+                            file_count="multiple", interactive=False)
+    with gr.Row():
+        slider = gr.Slider(0, 1, value=0, step=1, label="Rewind to step", interactive=False,
+                           info="pick a saved step, look at it, continue from it", elem_id=f"{tab}-rewind")
+        continue_btn = gr.Button("Continue from the end", size="sm")
+        rewind_btn = gr.Button("Continue from this step", size="sm")
+    return TabOutputs(input_view, result, second, loss, status, files, slider, continue_btn, rewind_btn)
+
+
+def _theme() -> gr.themes.Base:
+    # System fonts only: the default theme would fetch Google Fonts, and the app must run offline.
+    return gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                          font_mono=["ui-monospace", "monospace"])
+
+
+def launch_kwargs(settings: Settings) -> dict[str, Any]:
+    """Everything `demo.launch` gets (Gradio 6: theme and css go here)."""
+    return dict(server_name=settings.host, server_port=settings.port, share=settings.share,
+                allowed_paths=settings.allowed_paths, max_file_size=settings.max_file_size, theme=_theme(),
+                css=CSS, ssr_mode=False, show_error=False)
+
+
+def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Blocks:
+    """The whole UI. Call `demo.queue(...)` and `demo.launch(**launch_kwargs(settings))` (see app.__main__)."""
+    h = handlers or Handlers(settings)
+    model0 = default_model(settings)
+    arch0 = describe(model0, settings).arch
+    run_opts = dict(concurrency_id="inversion", concurrency_limit=settings.concurrency,
+                    time_limit=int(settings.time_limit + 60), show_progress="minimal")
+    private = dict(api_visibility="private")
+    suggest = _suggested_model(settings)
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
+        session = gr.State(None, delete_callback=delete_session)
+        gr.Markdown(f"# 🖌️ {TITLE}\nDraw, paint or upload; a GAN searches its latent space for a picture that "
+                    "fits. Results stream live — press **Stop** any time.")
+        with gr.Row():
+            model = gr.Dropdown(model_choices(settings), value=model0, label="Model", allow_custom_value=True,
+                                scale=2, info="bundled models work offline; catalogue ones download on first use")
+            model_md = gr.Markdown(h.model_info(model0))
+        all_controls: list = []
+
+        with gr.Tabs():
+            tab_ui: dict[str, TabOutputs] = {}
+            for tab in TABS:
+                with gr.Tab(TAB_TITLES[tab], id=tab) as tab_block:
+                    gr.Markdown(HELP[tab])
+                    task = gr.State(tab)
+                    extra_out: list = []
+                    if tab == "interpolate":
+                        interp = _interpolate_tab(h, settings, arch0, model, session, run_opts, suggest)
+                        all_controls += interp["controls"]
+                        tab_block.select(h.library_choices, [session], [interp["a"], interp["b"]], **private)
+                        continue
+                    with gr.Row():
+                        with gr.Column(scale=3):
+                            inputs = _task_inputs(tab, h, model, suggest)
+                        with gr.Column(scale=1, min_width=180):
+                            run_btn = gr.Button("Run", variant="primary", elem_id=f"{tab}-run")
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
+                            if tab == "scribble":
+                                guide = gr.Checkbox(False, label="Faint guide under the canvas",
+                                                    info="the model's average picture (clears the canvas)")
+                                guide.change(h.guide, [guide, model], [inputs[0]], **private)
+                    out = _result_panel(tab, settings)
+                    if tab == "reconstruct":
+                        align_view = gr.ImageSlider(label="Face alignment: before | after", type="numpy",
+                                                    format="png", interactive=False, height=settings.display_size)
+                        extra_out = [align_view]
+                    *controls, reset = _controls(tab, settings, arch0)
+                    all_controls += controls
+                    tab_ui[tab] = out
+                    handler = getattr(h, tab)
+                    run_evt = run_btn.click(handler, inputs + [model, *controls, session],
+                                            out.outputs(session) + extra_out, api_name=tab, **run_opts)
+                    cont_evt = out.continue_btn.click(h.continue_run, [task, out.slider, gr.State(False), model,
+                                                                      *controls, session],
+                                                      out.outputs(session), **private, **run_opts)
+                    rew_evt = out.rewind_btn.click(h.continue_run, [task, out.slider, gr.State(True), model,
+                                                                   *controls, session],
+                                                   out.outputs(session), **private, **run_opts)
+                    stop_btn.click(None, cancels=[run_evt, cont_evt, rew_evt]).then(
+                        h.after_stop, [task, session], [out.status, out.files, out.slider], **private)
+                    out.slider.release(h.rewind_preview, [task, out.slider, session],
+                                       [out.result, out.second, out.status], **private)
+                    reset.click(h.reset_defaults, [task, model], controls, **private)
+
+        model.change(h.all_defaults, [model], all_controls, **private).then(
+            h.model_info, [model], [model_md], **private)
+    return demo
+
+
+def _task_inputs(tab: str, h: Handlers, model: gr.Dropdown, suggest) -> list:
+    """Input components of a task tab (in the handler's argument order), with their examples."""
+    if tab == "scribble":
+        sketch = Canvas(label="Draw here", type="numpy", image_mode="RGBA", sources=(), canvas_size=(CANVAS, CANVAS),
+                        fixed_canvas=True, format="png", elem_id="scribble-canvas", transforms=(),
+                        brush=gr.Brush(colors=PALETTE, default_color="#ff8c00", color_mode="defaults",
+                                       default_size=12),
+                        eraser=gr.Eraser(default_size=16), layers=False, height=560)
+        rows = _examples_for("scribble")
+        if rows:
+            hidden = PhotoInput(type="filepath", image_mode=None, visible=False, label="Stroke picture")
+            gr.Examples(rows, inputs=[hidden], outputs=[sketch, model], label="Example scribbles",
+                        fn=lambda p: (h.scribble_example(p), suggest(p)), run_on_click=True,
+                        cache_examples=False, api_visibility="private")
+        return [sketch]
+    if tab == "inpaint":
+        editor = Canvas(label="Your photo: paint the region to fill", type="numpy", image_mode="RGBA",
+                        sources=("upload", "clipboard"), format="png", elem_id="inpaint-canvas", transforms=(),
+                        canvas_size=(CANVAS, CANVAS),
+                        brush=gr.Brush(colors=[(_hex(INPAINT_BRUSH), INPAINT_BRUSH_OPACITY)], color_mode="fixed",
+                                       default_size=24),
+                        eraser=gr.Eraser(default_size=24), layers=False, height=560)
+        rows = _examples_for("inpaint")
+        if rows:
+            photo = PhotoInput(type="filepath", image_mode=None, visible=False, label="Photo")
+            mask = PhotoInput(type="filepath", image_mode=None, visible=False, label="Mask (white = fill)")
+            gr.Examples(rows, inputs=[photo, mask], outputs=[editor, model], label="Examples (photo + mask)",
+                        fn=lambda p, m: (h.inpaint_example(p, m), suggest(p)), run_on_click=True,
+                        cache_examples=False, api_visibility="private")
+        return [editor]
+    image = PhotoInput(type="filepath", image_mode=None, label="Your photo", sources=("upload", "clipboard"),
+                       elem_id=f"{tab}-input", height=320)
+    comps: list = [image]
+    if tab == "reconstruct":
+        comps.append(gr.Checkbox(False, label="Align face first", info=_face_align_info()))
+    elif tab == "deblur":
+        with gr.Row():
+            comps.append(gr.Slider(3, 21, value=9, step=2, label="Blur kernel size (odd)"))
+            comps.append(gr.Slider(0.5, 6.0, value=2.0, step=0.1, label="Blur sigma"))
+        comps.append(gr.Checkbox(False, label="Blur my sharp photo first (demo)"))
+    elif tab == "superres":
+        comps.append(gr.Radio([2, 4, 8], value=4, label="Factor",
+                              info="how many times smaller your photo is than the result"))
+    rows = _examples_for(tab)
+    if rows:
+        gr.Examples(rows, inputs=[image], outputs=[model], fn=suggest, run_on_click=True, cache_examples=False,
+                    api_visibility="private")
+    return comps
+
+
+def _interpolate_tab(h: Handlers, settings: Settings, arch0: str, model, session, run_opts, suggest) -> dict:
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                image_a = PhotoInput(type="filepath", image_mode=None, label="Image A", elem_id="interpolate-a",
+                                     height=240)
+                image_b = PhotoInput(type="filepath", image_mode=None, label="Image B", elem_id="interpolate-b",
+                                     height=240)
+            with gr.Row():
+                choices = [("(none: use the image)", "")]
+                earlier_a = gr.Dropdown(choices, value="", label="…or an earlier result for A")
+                earlier_b = gr.Dropdown(choices, value="", label="…or an earlier result for B")
+            frames = gr.Slider(2, 60, value=16, step=1, label="Number of frames")
+            rows = _examples_for("interpolate")
+            if rows:
+                gr.Examples(rows, inputs=[image_a, image_b], outputs=[model], fn=suggest, run_on_click=True,
+                            cache_examples=False, api_visibility="private")
+        with gr.Column(scale=1, min_width=180):
+            run_btn = gr.Button("Run", variant="primary", elem_id="interpolate-run")
+            stop_btn = gr.Button("Stop", variant="stop", elem_id="interpolate-stop")
+            refresh = gr.Button("Refresh earlier results", size="sm")
+    with gr.Row():
+        preview = gr.Image(label="Now", format="png", interactive=False, height=settings.display_size,
+                           elem_classes=["lb-pixels"], elem_id="interpolate-result")
+        loss = gr.Image(label="Loss (log scale)", format="png", interactive=False, height=200)
+        with gr.Column():
+            status = gr.Markdown("Ready.", elem_id="interpolate-status", elem_classes=["lb-status"])
+            files = gr.File(label="Downloads: GIF, MP4, frame strip, latents", file_count="multiple",
+                            interactive=False)
+    with gr.Row():
+        video = gr.Video(label="Morph (MP4)", interactive=False, autoplay=True, loop=True, height=settings.display_size)
+        gif = gr.Image(label="Morph (GIF)", type="filepath", interactive=False, height=settings.display_size)
+    gallery = gr.Gallery(label="Frames", columns=8, height="auto", interactive=False)
+    *controls, reset = _controls("interpolate", settings, arch0)
+    evt = run_btn.click(h.interpolate, [image_a, image_b, earlier_a, earlier_b, frames, model, *controls, session],
+                        [preview, loss, status, video, gif, gallery, files, session], api_name="interpolate",
+                        **run_opts)
+    stop_btn.click(None, cancels=[evt])
+    refresh.click(h.library_choices, [session], [earlier_a, earlier_b], api_visibility="private")
+    reset.click(h.reset_defaults, [gr.State("interpolate"), model], controls, api_visibility="private")
+    return {"controls": controls, "a": earlier_a, "b": earlier_b}
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+__all__ = ["build_demo", "launch_kwargs"]
