@@ -207,7 +207,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
         session = gr.State(None, delete_callback=delete_session)
-        gr.Markdown(f"# 🖌️ {TITLE}\nDraw, paint or upload; a GAN searches its latent space for a picture that "
+        gr.Markdown(f"# {TITLE}\nDraw, paint or upload; a GAN searches its latent space for a picture that "
                     "fits. Results stream live — press **Stop** any time.")
         with gr.Row():
             model = gr.Dropdown(model_choices(settings), value=model0, label="Model", allow_custom_value=True,

@@ -53,6 +53,38 @@ def time_run(model, *, steps: int, bf16: bool, perceptual: str, task_mask: bool)
     return (time.perf_counter() - t0) / frames[-1].step
 
 
+def time_concurrent(model, n: int, *, steps: int, bf16: bool, perceptual: str, task_mask: bool) -> float:
+    """Total optimisation steps/s of `n` simultaneous runs through the batched multi-run engine."""
+    import threading
+
+    from engine.batched import BatchedEngine
+    r = model.resolution
+    rng = np.random.default_rng(1)
+    reqs = []
+    for i in range(n):
+        target = rng.integers(0, 255, (r, r, 3), dtype=np.uint8)
+        known, ops = None, (OperatorSpec("identity"),)
+        if task_mask:
+            known = np.ones((r, r), bool)
+            known[r // 4: 3 * r // 4, r // 4: 3 * r // 4] = False
+            ops = (OperatorSpec("mask"),)
+        cfg = InversionConfig(latent_space="w+", steps=steps, preview_every=steps, bf16=bf16, perceptual=perceptual,
+                              seed=i, weights=LossWeights(l2=1.0, perceptual=0.0 if perceptual == "none" else 0.3))
+        reqs.append(InversionRequest(target=target, operators=ops, known=known, config=cfg))
+    eng = BatchedEngine(model, max_batch=max(8, n))
+    try:
+        t0 = time.perf_counter()
+        iters = [eng.submit(q) for q in reqs]
+        threads = [threading.Thread(target=lambda it=it: list(it)) for it in iters]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return n * steps / (time.perf_counter() - t0)
+    finally:
+        eng.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.splitlines()[0])
     p.add_argument("--res", type=int, nargs="+", default=[64, 128, 256])
@@ -66,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--inpaint", action="store_true", help="use the mask operator (inpainting) instead of identity")
+    p.add_argument("--concurrent", type=int, nargs="*", default=[],
+                   help="also measure total steps/s of N simultaneous runs (batched engine), e.g. 1 2 4 8")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -84,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             med = statistics.median(times)
             print(f"{lm.config.name:>14} {model.resolution:>4}px {prec:>5}: {1 / med:7.1f} steps/s "
                   f"({med * 1000:.1f} ms/step, median of {a.repeats})", flush=True)
+            base = None
+            for n in a.concurrent:
+                rates = [time_concurrent(model, n, steps=a.steps, bf16=bf16, perceptual=a.perceptual,
+                                         task_mask=a.inpaint) for _ in range(a.repeats)]
+                rate = statistics.median(rates)
+                base = base or (rate if n == 1 else None)
+                ratio = f" ({rate / base:.2f}x the 1-run total)" if base else ""
+                print(f"{'':>14} {model.resolution:>4}px {prec:>5}: {n} concurrent runs: {rate:7.1f} steps/s total"
+                      f"{ratio}", flush=True)
     return 0
 
 

@@ -63,10 +63,10 @@ def run(model: EngineModel, request: InversionRequest) -> Iterator[Frame]:
     """Optimise and yield frames every `preview_every` steps plus the final one (`done=True`)."""
     cfg = request.config
     validate_request(model, request)
-    extractor, _, messages = build_extractor(cfg.perceptual if cfg.weights.perceptual > 0 else "none",
-                                             D=model.D, device=model.device)
+    extractor, kind, messages = build_extractor(cfg.perceptual if cfg.weights.perceptual > 0 else "none",
+                                                D=model.D, device=model.device)
     torch.manual_seed(cfg.seed)
-    r = new_run(model, request, extractor, messages)
+    r = new_run(model, request, extractor, messages, kind)
     opt = None
     if cfg.optimizer == "lbfgs":
         for t in r.tensors():

@@ -80,6 +80,8 @@ class RunState:
     noises: list[torch.Tensor] = field(default_factory=list)
     target_feats: list[torch.Tensor] | None = None
     messages: tuple[str, ...] = ()
+    perceptual_kind: str = "none"
+    extractor: nn.Module | None = None
     step: int = 0
     moments: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
@@ -94,8 +96,7 @@ class RunState:
 
     def batch_key(self) -> tuple:
         """Runs with equal keys can share one generator batch."""
-        return (self.cfg.latent_space, self.cfg.bf16, self.target_feats is not None, len(self.noises),
-                self.cfg.optimizer)
+        return (self.cfg.latent_space, self.cfg.bf16, self.perceptual_kind, len(self.noises), self.cfg.optimizer)
 
 
 def initial_latent(model: EngineModel, request: InversionRequest, chain: OperatorChain, target: torch.Tensor,
@@ -135,7 +136,7 @@ def autocast_for(cfg: InversionConfig, device: torch.device):
 
 
 def new_run(model: EngineModel, request: InversionRequest, extractor: nn.Module | None,
-            messages: tuple[str, ...] = ()) -> RunState:
+            messages: tuple[str, ...] = (), perceptual_kind: str = "none") -> RunState:
     """Validate the request and set up its state (target features computed once here)."""
     validate_request(model, request)
     cfg, G, dev, res = request.config, model.G, model.device, model.resolution
@@ -159,7 +160,8 @@ def new_run(model: EngineModel, request: InversionRequest, extractor: nn.Module 
             noises = [torch.randn(b.shape, generator=gen, device=dev) for b in G.synthesis.noise_buffers()]
     center = torch.zeros_like(param) if cfg.latent_space == "z" else model.w_avg.reshape(1, 1, -1).clone()
     return RunState(cfg=cfg, chain=chain, target=target, known=known, param=param, center=center, gen=gen,
-                    noises=noises, target_feats=target_feats, messages=messages)
+                    noises=noises, target_feats=target_feats, messages=messages, perceptual_kind=perceptual_kind,
+                    extractor=extractor)
 
 
 def objective(model: EngineModel, runs: list[RunState], P: torch.Tensor, noises: list[torch.Tensor],

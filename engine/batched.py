@@ -1,0 +1,148 @@
+"""Multi-run engine: concurrent runs on one model are stacked into one generator batch per step.
+
+`BatchedEngine(model).submit(request)` returns the same kind of Frame iterator as `engine.run`; each run
+keeps its own latent, target, mask, operators, weights, learning rate and step count, and runs join and
+leave between steps. Closing a run's iterator cancels that run only. L-BFGS runs (not batchable) run
+unbatched in the caller's thread. One worker thread owns all batched optimisation state.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from .inversion import frame_due, make_frame, run
+from .model import EngineModel
+from .perceptual import build_extractor
+from .runstate import RunState, adam_step, new_run, validate_request
+from .types import Frame, InversionRequest
+
+log = logging.getLogger(__name__)
+_DONE = object()
+
+
+@dataclass(eq=False)
+class _Job:
+    request: InversionRequest
+    out: "queue.Queue[object]" = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    state: RunState | None = None
+
+
+class BatchedEngine:
+    """Owns a worker thread that steps all active runs of one model, `max_batch` runs per batch."""
+
+    def __init__(self, model: EngineModel, *, max_batch: int = 8) -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._pending: list[_Job] = []
+        self._active: list[_Job] = []
+        self._extractors: dict[str, tuple] = {}
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def active_runs(self) -> int:
+        with self._cond:
+            return len(self._active) + len(self._pending)
+
+    def submit(self, request: InversionRequest) -> Iterator[Frame]:
+        """Queue a run; iterate the result for its frames, close it to cancel."""
+        validate_request(self.model, request)
+        if request.config.optimizer != "adam":
+            return run(self.model, request)
+        job = _Job(request)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("engine is closed")
+            self._pending.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="batched-engine", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return self._frames(job)
+
+    def _frames(self, job: _Job) -> Iterator[Frame]:
+        try:
+            while True:
+                item = job.out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            job.cancelled.set()
+            with self._cond:
+                self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _extractor(self, request: InversionRequest):
+        cfg = request.config
+        kind = cfg.perceptual if cfg.weights.perceptual > 0 else "none"
+        if kind not in self._extractors:
+            self._extractors[kind] = build_extractor(kind, D=self.model.D, device=self.model.device)
+        return self._extractors[kind]
+
+    def _admit(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            try:
+                extractor, kind, messages = self._extractor(job.request)
+                job.state = new_run(self.model, job.request, extractor, messages, kind)
+                self._active.append(job)
+            except Exception as exc:  # the submitter sees the error, the other runs go on
+                job.out.put(exc)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._pending and not self._active:
+                    self._cond.wait()
+                if self._closed:
+                    for job in self._active + self._pending:
+                        job.out.put(_DONE)
+                    return
+                new, self._pending = self._pending, []
+            self._admit(new)
+            self._active = [j for j in self._active if not j.cancelled.is_set()]
+            groups: dict[tuple, list[_Job]] = {}
+            for job in self._active:
+                groups.setdefault(job.state.batch_key(), []).append(job)
+            for jobs in groups.values():
+                for start in range(0, len(jobs), self.max_batch):
+                    self._step(jobs[start:start + self.max_batch])
+            self._active = [j for j in self._active if not j.cancelled.is_set()]
+
+    def _step(self, jobs: list[_Job]) -> None:
+        states = [j.state for j in jobs]
+        try:
+            adam_step(self.model, states, states[0].extractor)
+        except Exception as exc:
+            for j in jobs:
+                j.out.put(exc)
+                j.cancelled.set()
+            return
+        for j in jobs:
+            r = j.state
+            if not frame_due(r):
+                continue
+            try:
+                done = r.step == r.cfg.steps
+                j.out.put(make_frame(self.model, r, final=done))
+                if done:
+                    j.out.put(_DONE)
+                    j.cancelled.set()
+            except Exception as exc:
+                j.out.put(exc)
+                j.cancelled.set()
