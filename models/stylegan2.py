@@ -20,6 +20,21 @@ from .ops import (bias_act, conv2d_resample, downsample2d, normalize_2nd_moment,
 NOISE_MODES = ("const", "random", "none")
 
 
+def frozen_cached(module: nn.Module, key: str, weight: torch.Tensor, dtype: torch.dtype, fn):
+    """`fn()` memoised on the module while `weight` is frozen (inversion): keyed by the weight's in-place
+    version, device, dtype and inference mode, so training (requires_grad) and any weight update recompute."""
+    if weight.requires_grad:
+        return fn()
+    ck = (weight._version, weight.device, dtype, torch.is_inference_mode_enabled())
+    cache = module.__dict__.setdefault("_frozen_cache", {})
+    hit = cache.get(key)
+    if hit is not None and hit[0] == ck:
+        return hit[1]
+    value = fn()
+    cache[key] = (ck, value)
+    return value
+
+
 class FullyConnectedLayer(nn.Module):
     """Equalised-lr linear layer: `weight [out, in]`, `bias [out]`, optional lrelu."""
 
@@ -33,10 +48,10 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = frozen_cached(self, "w", self.weight, x.dtype, lambda: self.weight.to(x.dtype) * self.weight_gain)
         b = self.bias
         if b is not None:
-            b = b.to(x.dtype) * self.bias_gain
+            b = frozen_cached(self, "b", b, x.dtype, lambda: self.bias.to(x.dtype) * self.bias_gain)
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return bias_act(x.matmul(w.t()), b, act=self.activation)
@@ -57,7 +72,7 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = frozen_cached(self, "w", self.weight, x.dtype, lambda: self.weight.to(x.dtype) * self.weight_gain)
         x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down, padding=self.padding)
         act_gain = (math.sqrt(2) if self.activation == "lrelu" else 1.0) * gain
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
@@ -66,15 +81,20 @@ class Conv2dLayer(nn.Module):
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *,
                      noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
-                     resample_filter: torch.Tensor | None = None, demodulate: bool = True) -> torch.Tensor:
-    """Per-sample modulated (and demodulated) conv: x `[N,I,H,W]`, weight `[O,I,k,k]`, styles `[N,I]`."""
+                     resample_filter: torch.Tensor | None = None, demodulate: bool = True,
+                     weight_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample modulated (and demodulated) conv: x `[N,I,H,W]`, weight `[O,I,k,k]`, styles `[N,I]`.
+
+    `weight_sq` `[I, O]` = sum over the kernel of weight^2, transposed (pass it to reuse a cached copy)."""
     weight = weight.to(x.dtype)
     styles = styles.to(x.dtype)
     x = x * styles[:, :, None, None]
     x = conv2d_resample(x, weight, resample_filter, up=up, padding=padding)
     if demodulate:
         # sum_{i,k} (w_oik s_i)^2 == (s^2) @ (sum_k w_oik^2)^T: same demod coefficients, no [N,O,I,k,k] tensor.
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+        if weight_sq is None:
+            weight_sq = weight.square().sum(dim=[2, 3]).t()
+        dcoefs = (styles.square() @ weight_sq.to(styles.dtype) + 1e-8).rsqrt()
         x = x * dcoefs[:, :, None, None]
     if noise is not None:
         x = x + noise.to(x.dtype)
@@ -156,8 +176,12 @@ class SynthesisLayer(nn.Module):
                                          device=x.device, dtype=x.dtype) * self.noise_strength
             elif noise_mode == "const":
                 noise_term = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, noise=noise_term, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter)
+        dtype = x.dtype
+        weight = frozen_cached(self, "w", self.weight, dtype, lambda: self.weight.to(dtype))
+        weight_sq = frozen_cached(self, "wsq", self.weight, dtype,
+                                  lambda: self.weight.float().square().sum(dim=[2, 3]).t().contiguous())
+        x = modulated_conv2d(x, weight, styles, noise=noise_term, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter, weight_sq=weight_sq)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias, act=self.activation, gain=math.sqrt(2) * gain, clamp=clamp)
 
@@ -176,7 +200,9 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        dtype = x.dtype
+        weight = frozen_cached(self, "w", self.weight, dtype, lambda: self.weight.to(dtype))
+        x = modulated_conv2d(x, weight, styles, demodulate=False)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
