@@ -187,6 +187,10 @@ class Trainer:
             g_loss = F.softplus(-self.D(self._aug(fake))).float().mean()
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
+        pl = torch.zeros([])
+        if o.arch == "stylegan2" and o.pl_weight > 0 and self.step_idx % o.pl_interval == 0:
+            pl = self._path_length_penalty(max(n // 2, 1))
+            (pl * o.pl_weight * o.pl_interval).backward()
         self.opt_G.step()
         # Discriminator update.
         self.G.requires_grad_(False)
@@ -207,6 +211,19 @@ class Trainer:
         self.step_idx += 1
         self._update_ema()
         return {"g": float(g_loss.detach()), "d": float(d_loss.detach()), "r1": float(r1.detach())}
+
+    def _path_length_penalty(self, batch: int) -> torch.Tensor:
+        """StyleGAN2 path-length regulariser: keep |J_w^T y| close to its running mean."""
+        dev = self.device
+        with _autocast(self.opts, dev):
+            ws = self.G.mapping(torch.randn(batch, self.G.z_dim, device=dev))
+            img = self.G.synthesis(ws, noise_mode="random")
+        y = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        (grads,) = torch.autograd.grad((img.float() * y).sum(), ws, create_graph=True)
+        lengths = grads.float().square().sum(2).mean(1).sqrt()
+        pl_mean = self.pl_mean.lerp(lengths.mean().detach(), 0.01)
+        self.pl_mean.copy_(pl_mean)
+        return (lengths - pl_mean).square().mean()
 
     def _update_ema(self) -> None:
         o = self.opts
