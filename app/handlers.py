@@ -13,11 +13,13 @@ downloads (list of files), rewind slider, session. Reconstruct adds a before/aft
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import importlib
 import itertools
 import logging
 import math
+import os
 import shutil
 import threading
 import time
@@ -457,6 +459,36 @@ class Handlers:
             return render.with_outline(render.only_known(request.target, request.known), request.known, size)
         return self._enlarge(render_projected(request))
 
+    @staticmethod
+    def _pub(folder: Path, rgb: np.ndarray | None) -> str | None:
+        """Write a display image once, named by its content, and return its path.
+
+        Handing Gradio numpy arrays makes it rewrite the same cache file whenever an identical image is
+        yielded again (e.g. the unchanged input view on every frame), which races with browsers/clients still
+        downloading it (truncated responses). Paths are copied into Gradio's cache atomically, once.
+        """
+        if rgb is None:
+            return None
+        data = render.encode_png(rgb)
+        path = folder / "views" / f"{hashlib.sha1(data).hexdigest()[:24]}.png"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return str(path)
+
+    def _shown(self, record: RunRecord, image: np.ndarray, degraded: np.ndarray) -> tuple[str, str]:
+        """(result, second view) as display files."""
+        result, second = self._views(record, image, degraded)
+        return self._pub(record.folder, result), self._pub(record.folder, second)
+
+    def _input_shown(self, record: RunRecord) -> str:
+        return self._pub(record.folder, record.input_view)
+
+    def _loss_shown(self, record: RunRecord) -> str:
+        return self._pub(record.folder, self._loss_plot(record))
+
     def _views(self, record: RunRecord, image: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(result, second view) for display."""
         req = record.request
@@ -501,7 +533,7 @@ class Handlers:
         seen_messages: set[str] = set()
         self._enter()
         try:
-            yield (record.input_view, None, None, None,
+            yield (self._input_shown(record), None, None, None,
                    self._status(record, None, headline=f"**Starting** {record.task} with {record.model_name}…"),
                    None, gr.update(interactive=False), session)
             while True:
@@ -530,8 +562,8 @@ class Handlers:
                     final = saved
                     break
                 live = _Live(saved, total, started, first_frame_s, frame.steps_per_s)
-                result, second = self._views(record, saved.image, saved.degraded)
-                yield (record.input_view, result, second, self._loss_plot(record),
+                result, second = self._shown(record, saved.image, saved.degraded)
+                yield (self._input_shown(record), result, second, self._loss_shown(record),
                        self._status(record, live, headline="**Running**"), None, gr.skip(), session)
         finally:
             gen.close()  # runs the engine's finally (also when Gradio closes us: Stop button / disconnect)
@@ -560,12 +592,13 @@ class Handlers:
         self._remember(session, record, final)
         elapsed = time.perf_counter() - started
         live = _Live(final, total, started, first_frame_s, steps_per_s)
-        result, second = self._views(record, final.image, final.degraded)
+        result, second = self._shown(record, final.image, final.degraded)
         status = self._status(record, live, headline=f"{headline} in {elapsed:.1f} s")
         steps = [f.step for f in record.frames]
         slider = gr.update(minimum=min(steps), maximum=max(max(steps), min(steps) + 1), value=final.step,
                            step=1, interactive=True)
-        return (record.input_view, result, second, self._loss_plot(record), status, record.files, slider, session)
+        return (self._input_shown(record), result, second, self._loss_shown(record), status, record.files, slider,
+                session)
 
     def _write_files(self, record: RunRecord, final: SavedFrame) -> list[str]:
         d = record.folder
@@ -672,8 +705,13 @@ class Handlers:
             else:
                 target = self._fit(rgb, m.resolution, notices)
             return target, None, {}
+        shown = None
         for out in self._run_task("reconstruct", model, controls, session, inputs):
-            yield out + (aligned[0],)
+            if aligned[0] is not None and shown is None and isinstance(out[7], Session) \
+                    and "reconstruct" in out[7].runs:
+                folder = out[7].runs["reconstruct"].folder
+                shown = tuple(self._pub(folder, img) for img in aligned[0])
+            yield out + (shown,)
 
     def colorize(self, image, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
                  optimize_noise, optimizer, seed, preview_every, session=None):
@@ -783,7 +821,7 @@ class Handlers:
         except (TypeError, ValueError):
             return gr.skip(), gr.skip(), gr.skip()
         f = record.frame_at(k)
-        result, second = self._views(record, f.image, f.degraded)
+        result, second = self._shown(record, f.image, f.degraded)
         return result, second, (f"**Step {f.step}** (saved frame) — loss {f.losses.get('total', float('nan')):.4g}. "
                                 "Press *Continue from this step* to optimise on from here.")
 
@@ -864,7 +902,8 @@ class Handlers:
             try:
                 for out in self._stream(rec, m, request, session, started=started,
                                         deadline=started + self.settings.time_limit * share):
-                    status = out[4].replace("**Running**", f"**Reconstructing image {name}**", 1)
+                    status = out[4].replace("**Running**", f"**Reconstructing image {name}**", 1).replace(
+                        "**Done**", f"**Image {name} reconstructed**", 1)
                     yield (out[1] if out[1] is not None else out[0], out[3], status, None, None, None, None, session)
             except gr.Error:
                 raise
@@ -876,12 +915,13 @@ class Handlers:
             space = common_space(sa, sb)
             la, lb = lift(m, la, sa, space), lift(m, lb, sb, space)
             images: list[np.ndarray] = []
-            gallery: list[tuple[np.ndarray, str]] = []
+            gallery: list[tuple[str, str]] = []
             for i, img in enumerate(interpolation_frames(m, la, lb, space=space, num_frames=int(n))):
                 images.append(img)
-                gallery.append((self._enlarge(img), f"{i + 1}/{n}"))
+                shown = self._pub(folder, self._enlarge(img))
+                gallery.append((shown, f"{i + 1}/{n}"))
                 if i % max(1, int(n) // 8) == 0 or i == n - 1:
-                    yield (self._enlarge(img), None, f"**Morphing** — frame {i + 1} / {n} in {space}", None, None,
+                    yield (shown, None, f"**Morphing** — frame {i + 1} / {n} in {space}", None, None,
                            None, None, session)
             files = [write_gif(folder / "interpolation.gif", images, fps=10, size=THUMB)]
             video = None
@@ -902,7 +942,7 @@ class Handlers:
         status = f"**Done** — {n} frames in {space} in {time.perf_counter() - started:.1f} s"
         if notices:
             status += "\n\n" + "\n".join(f"- {html.escape(x, quote=False)}" for x in dict.fromkeys(notices))
-        yield (self._enlarge(images[len(images) // 2]), None, status, str(video) if video else None,
+        yield (gallery[len(gallery) // 2][0], None, status, str(video) if video else None,
                str(files[0]), gallery, [str(p) for p in files], session)
 
     def library_choices(self, session=None):

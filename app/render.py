@@ -107,6 +107,16 @@ def flatten_over_white(rgba_layers: list[np.ndarray], size: tuple[int, int]) -> 
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def encode_png(rgb: np.ndarray) -> bytes:
+    """uint8 RGB (or RGBA) -> PNG bytes."""
+    arr = np.ascontiguousarray(rgb)
+    code = cv2.COLOR_RGBA2BGRA if arr.ndim == 3 and arr.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, code) if arr.ndim == 3 else arr)
+    if not ok:
+        raise ValueError("could not encode a PNG")
+    return buf.tobytes()
+
+
 def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
     """Same-height images in a row with white gaps."""
     h = max(i.shape[0] for i in images)

@@ -162,11 +162,12 @@ def _result_panel(tab: str, settings: Settings) -> TabOutputs:
                    }.get(tab, "What the result must match")
     with gr.Row():
         input_view = gr.Image(label=input_label, format="png", interactive=False, height=size,
-                              elem_classes=["lb-pixels"], buttons=["download", "fullscreen"])
+                              elem_classes=["lb-pixels"], elem_id=f"{tab}-input-view",
+                              buttons=["download", "fullscreen"])
         result = gr.Image(label=result_label, format="png", interactive=False, height=size,
                           elem_classes=["lb-pixels"], elem_id=f"{tab}-result", buttons=["download", "fullscreen"])
         second = gr.Image(label=second_label, format="png", interactive=False, height=size,
-                          elem_classes=["lb-pixels"], buttons=["download", "fullscreen"])
+                          elem_classes=["lb-pixels"], elem_id=f"{tab}-second", buttons=["download", "fullscreen"])
     with gr.Row():
         loss = gr.Image(label="Loss (log scale)", format="png", interactive=False, height=200,
                         elem_id=f"{tab}-loss")
@@ -239,7 +240,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                                 guide.change(h.guide, [guide, model], [inputs[0]], **private)
                     out = _result_panel(tab, settings)
                     if tab == "reconstruct":
-                        align_view = gr.ImageSlider(label="Face alignment: before | after", type="numpy",
+                        align_view = gr.ImageSlider(label="Face alignment: before | after", type="filepath",
                                                     format="png", interactive=False, height=settings.display_size)
                         extra_out = [align_view]
                     *controls, reset = _controls(tab, settings, arch0)
@@ -325,8 +326,10 @@ def _interpolate_tab(h: Handlers, settings: Settings, arch0: str, model, session
                                      height=240)
             with gr.Row():
                 choices = [("(none: use the image)", "")]
-                earlier_a = gr.Dropdown(choices, value="", label="…or an earlier result for A")
-                earlier_b = gr.Dropdown(choices, value="", label="…or an earlier result for B")
+                earlier_a = gr.Dropdown(choices, value="", label="…or an earlier result for A",
+                                        allow_custom_value=True)
+                earlier_b = gr.Dropdown(choices, value="", label="…or an earlier result for B",
+                                        allow_custom_value=True)
             frames = gr.Slider(2, 60, value=16, step=1, label="Number of frames")
             rows = _examples_for("interpolate")
             if rows:

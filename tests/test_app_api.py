@@ -1,0 +1,205 @@
+"""The app served in-process with a tiny model, driven through gradio_client like an API user would:
+every named endpoint streams frames in order, Stop/cancel closes the engine generator, errors arrive as
+friendly messages, and two sessions never see each other's results."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from app.settings import Settings  # noqa: E402
+from tests.app_server import (TINY, box_mask, env, free_port, layer_with, one_torch_thread, running_app,  # noqa: E402
+                              save_png, two_tone, write_tiny_models)
+
+ENDPOINTS = ("/scribble", "/inpaint", "/reconstruct", "/colorize", "/deblur", "/superres", "/interpolate")
+FAST = dict(steps=12, preview_every=3, model=TINY)
+
+
+class _EngineLog(logging.Handler):
+    """Counts the engine loop's 'finished or cancelled' records (logged from its `finally`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.finished = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "finished or cancelled" in record.getMessage():
+            self.finished += 1
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    models_dir = write_tiny_models(tmp_path_factory.mktemp("models"))
+    engine_log = _EngineLog()
+    logger = logging.getLogger("engine.inversion")
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(engine_log)
+    settings = Settings(temp_dir=tmp_path_factory.mktemp("lbtmp"), port=free_port(), concurrency=2,
+                        max_steps=5000, time_limit=60)
+    try:
+        with env(LATENTBRUSH_MODELS=str(models_dir), GRADIO_ANALYTICS_ENABLED="False"), one_torch_thread(), \
+                running_app(settings) as (url, demo, handlers):
+            yield url, handlers, engine_log
+    finally:
+        logger.removeHandler(engine_log)
+        logger.setLevel(old_level)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("inputs")
+    white = np.full((128, 128, 3), 255, np.uint8)
+    strokes = box_mask((128, 128), 40, 20, 52, 110)
+    comp = white.copy()
+    comp[strokes] = (255, 140, 0)
+    return {
+        "photo": str(save_png(d / "photo.png", two_tone())),
+        "white": str(save_png(d / "white.png", white)),
+        "strokes": str(save_png(d / "strokes.png", layer_with(strokes, (255, 140, 0), 255))),
+        "composite": str(save_png(d / "composite.png", comp)),
+        "hole": str(save_png(d / "hole.png", layer_with(box_mask((96, 128), 30, 50, 60, 80)))),
+        "nothing": str(save_png(d / "nothing.png", np.zeros((96, 128, 4), np.uint8))),
+        "red": str(save_png(d / "red.png", np.full((48, 48, 3), (230, 20, 20), np.uint8))),
+        "blue": str(save_png(d / "blue.png", np.full((48, 48, 3), (20, 20, 230), np.uint8))),
+    }
+
+
+def _args(endpoint: str, f: dict[str, str]) -> dict:
+    photo = handle_file(f["photo"])
+    if endpoint == "/scribble":
+        return dict(sketch={"background": handle_file(f["white"]), "layers": [handle_file(f["strokes"])],
+                            "composite": handle_file(f["composite"])})
+    if endpoint == "/inpaint":
+        return dict(editor={"background": photo, "layers": [handle_file(f["hole"])], "composite": None})
+    if endpoint == "/reconstruct":
+        return dict(image=photo, align_face=False)
+    if endpoint == "/deblur":
+        return dict(image=photo, kernel_size=9, sigma=2.0, blur_first=True)
+    if endpoint == "/superres":
+        return dict(image=photo, factor=4)
+    if endpoint == "/interpolate":
+        return dict(image_a=photo, image_b=handle_file(f["red"]), earlier_a="", earlier_b="", frames=5)
+    return dict(image=photo)
+
+
+def _status(endpoint: str, out) -> str:
+    return str(out[2] if endpoint == "/interpolate" else out[4])
+
+
+def _client(url: str, tmp_path: Path) -> Client:
+    return Client(url, verbose=False, download_files=str(tmp_path))
+
+
+def test_named_endpoints_are_exactly_the_seven_tasks(app, tmp_path):
+    url, _, _ = app
+    api = _client(url, tmp_path).view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == set(ENDPOINTS)
+    params = [p["parameter_name"] for p in api["named_endpoints"]["/inpaint"]["parameters"]]
+    assert params[:3] == ["editor", "model", "latent_space"] and "session" not in params
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_every_endpoint_streams_frames_in_order(app, files, tmp_path, endpoint):
+    url, _, _ = app
+    job = _client(url, tmp_path).submit(**_args(endpoint, files), **FAST, api_name=endpoint)
+    seen = [_status(endpoint, out) for out in job]  # iterating the job yields each streamed output
+    outs = job.outputs()
+    statuses = [_status(endpoint, o) for o in outs]
+    assert seen and statuses[-1].startswith("**Done**"), statuses
+    running = [s for s in statuses if s.startswith(("**Running**", "**Reconstructing", "**Morphing**"))]
+    assert len(running) >= 3, statuses
+    final = outs[-1]
+    if endpoint == "/interpolate":
+        assert final[4] and Path(final[4]).suffix == ".gif" and len(final[5]) == 5
+        return
+    steps = [int(s.split("step ")[1].split(" /")[0]) for s in running]
+    assert steps == sorted(steps) == [3, 6, 9]
+    result = np.asarray(Image.open(final[1]))
+    assert result.shape[:2] == (256, 256)
+    names = {Path(p).name for p in final[5]}
+    assert {"result.png", "latent.pt", "progress.gif"} <= names
+
+
+def test_cancel_stops_the_run_and_runs_the_engine_finally(app, files, tmp_path):
+    url, handlers, engine_log = app
+    client = _client(url, tmp_path)
+    before_finished, before_closed = engine_log.finished, handlers.runs_closed
+    job = client.submit(image=handle_file(files["photo"]), align_face=False, model=TINY, steps=5000,
+                        preview_every=2, api_name="/reconstruct")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(_status("/reconstruct", o).startswith("**Running**")
+                                             for o in job.outputs()):
+        time.sleep(0.05)
+    assert handlers.active_runs >= 1
+    t0 = time.time()
+    assert job.cancel()
+    while time.time() - t0 < 20 and (handlers.active_runs or engine_log.finished == before_finished):
+        time.sleep(0.05)
+    assert handlers.active_runs == 0, "the handler generator was not closed"
+    assert engine_log.finished == before_finished + 1, "the engine's finally did not run"
+    assert handlers.runs_closed == before_closed + 1
+    assert not any(_status("/reconstruct", o).startswith("**Done**") for o in job.outputs())
+    # The worker is free again: a short run finishes promptly.
+    t1 = time.time()
+    job2 = client.submit(image=handle_file(files["photo"]), align_face=False, **FAST, api_name="/reconstruct")
+    assert _status("/reconstruct", job2.result()).startswith("**Done**")
+    assert time.time() - t1 < 30
+
+
+@pytest.mark.parametrize("endpoint, kwargs, text", [
+    ("/inpaint", "empty_mask", "Nothing is painted"),
+    ("/colorize", "not_image", "not an image that can be read"),
+    ("/reconstruct", "bad_model", "not a model file"),
+])
+def test_errors_reach_the_client_as_friendly_messages(app, files, tmp_path, endpoint, kwargs, text):
+    url, _, _ = app
+    args = _args(endpoint, files) | FAST
+    if kwargs == "empty_mask":
+        args["editor"] = {"background": handle_file(files["photo"]), "layers": [handle_file(files["nothing"])],
+                          "composite": None}
+    elif kwargs == "not_image":
+        bogus = tmp_path / "notes.png"
+        bogus.write_text("definitely not an image")
+        args["image"] = handle_file(str(bogus))
+    elif kwargs == "bad_model":
+        args["model"] = "weights.txt"
+    with pytest.raises(AppError) as ei:
+        _client(url, tmp_path).submit(**args, api_name=endpoint).result()
+    assert text in str(ei.value) and "Traceback" not in str(ei.value)
+
+
+def test_two_sessions_results_do_not_cross(app, files, tmp_path):
+    url, _, _ = app
+    results: dict[str, tuple] = {}
+
+    def run(colour: str) -> None:
+        client = _client(url, tmp_path / colour)
+        results[colour] = client.submit(image=handle_file(files[colour]), model=TINY, steps=30, preview_every=3,
+                                        api_name="/colorize").result()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in ("red", "blue")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert set(results) == {"red", "blue"}
+    for colour, channel in (("red", 0), ("blue", 2)):
+        out = results[colour]
+        inputs = [p for p in out[5] if Path(p).name == "input.png"]
+        assert inputs, out[5]
+        target = np.asarray(Image.open(inputs[0]).convert("RGB")).astype(int)
+        assert target[..., channel].mean() > 200, (colour, target.mean(axis=(0, 1)))
+        assert target[..., 2 - channel].mean() < 40
+    red_dirs = {Path(p).parent for p in results["red"][5]}
+    blue_dirs = {Path(p).parent for p in results["blue"][5]}
+    assert red_dirs.isdisjoint(blue_dirs)
