@@ -128,11 +128,12 @@ def _face_align_info() -> str:
 
 def _controls(tab: str, settings: Settings, arch: str) -> list:
     d = control_defaults(tab, arch)
-    with gr.Accordion("Settings", open=False):
+    with gr.Accordion("Settings", open=False, elem_id=f"{tab}-settings"):
         with gr.Row():
             space = gr.Radio(["z", "w", "w+"], value=d.latent_space, label="Latent space",
                              info="w+: most faithful; w: stays closer to typical pictures; z: the raw input")
-            steps = gr.Number(d.steps, precision=0, label="Steps", info=f"at most {settings.max_steps} here")
+            steps = gr.Number(d.steps, precision=0, label="Steps", info=f"at most {settings.max_steps} here",
+                              elem_id=f"{tab}-steps")
             lr = gr.Number(d.lr, label="Learning rate")
             optimizer = gr.Radio(["adam", "lbfgs"], value=d.optimizer, label="Optimiser")
         with gr.Row():
@@ -174,7 +175,7 @@ def _result_panel(tab: str, settings: Settings) -> TabOutputs:
         with gr.Column():
             status = gr.Markdown("Ready.", elem_id=f"{tab}-status", elem_classes=["lb-status"])
             files = gr.File(label="Downloads: result PNG, latent (.pt), progress GIF, loss curve",
-                            file_count="multiple", interactive=False)
+                            file_count="multiple", interactive=False, elem_id=f"{tab}-files")
     with gr.Row():
         slider = gr.Slider(0, 1, value=0, step=1, label="Rewind to step", interactive=False,
                            info="pick a saved step, look at it, continue from it", elem_id=f"{tab}-rewind")
