@@ -1,0 +1,208 @@
+"""Bounded load / soak driver for a LatentBrush server on loopback (never any other host).
+
+`python -m tests.load --clients 16 --runs 64 [--steps 20] [--model cat64] [--concurrency 2] [--soak-minutes 0]`
+starts `python -m app` on 127.0.0.1 (or uses `--url http://127.0.0.1:PORT/`), drives `/reconstruct`
+concurrently through gradio_client with flat-colour pictures (one colour per run from a palette of 8),
+and prints completed / failed / queue-full counts, p50/p95 time to first frame and to result, peak RSS of
+the server, and how many results look like another run's input (crossed). Stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PALETTE = [(220, 40, 40), (40, 200, 60), (40, 80, 220), (230, 220, 40), (200, 60, 200), (40, 210, 210),
+           (245, 245, 245), (20, 20, 20)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Stats:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    completed: int = 0
+    failed: int = 0
+    queue_full: int = 0
+    crossed: int = 0
+    first_frame: list = field(default_factory=list)
+    result: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid: int, field_name: str = "VmRSS") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def mean_colour(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+
+
+def one_run(client, image: Path, colour_idx: int, args, stats: Stats) -> None:
+    from gradio_client import handle_file
+    t0 = time.perf_counter()
+    first = None
+    try:
+        job = client.submit(image=handle_file(str(image)), align_face=False, model=args.model, steps=args.steps,
+                            preview_every=max(1, args.steps // 4), api_name="/reconstruct")
+        for out in job:
+            if first is None and out and out[1]:
+                first = time.perf_counter() - t0
+        outs = job.outputs()
+        final = outs[-1]
+        took = time.perf_counter() - t0
+        colour = mean_colour(final[1])
+        dists = [np.linalg.norm(colour - np.array(c)) for c in PALETTE]
+        with stats.lock:
+            stats.completed += 1
+            stats.result.append(took)
+            if first is not None:
+                stats.first_frame.append(first)
+            # A result nearer to another run's colour than to its own input is counted as crossed.
+            if int(np.argmin(dists)) != colour_idx and dists[colour_idx] > min(dists) + 60:
+                stats.crossed += 1
+    except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+        msg = str(exc)
+        with stats.lock:
+            if "queue" in msg.lower() or "busy" in msg.lower() or "too many" in msg.lower():
+                stats.queue_full += 1
+            else:
+                stats.failed += 1
+                stats.errors.append(msg[:200])
+
+
+def pct(values: list[float], q: float) -> str:
+    if not values:
+        return "n/a"
+    return f"{float(np.percentile(values, q)):.2f}s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--runs", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--model", default="cat64")
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--queue-size", type=int, default=16)
+    p.add_argument("--url", help="an already running server on 127.0.0.1 (else one is started)")
+    p.add_argument("--soak-minutes", type=float, default=0.0, help="keep the clients busy this long, sampling RSS")
+    p.add_argument("--timeout", type=float, default=1800.0, help="hard stop for the whole run (seconds)")
+    a = p.parse_args(argv)
+    from gradio_client import Client
+
+    proc = None
+    tmp = Path(tempfile.mkdtemp(prefix="lb-load-"))
+    url = a.url
+    if url and urllib.parse.urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        print("error: the load driver only talks to loopback servers", file=sys.stderr)
+        return 2
+    if not url:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
+                                 "--concurrency", str(a.concurrency), "--queue-size", str(a.queue_size),
+                                 "--model", a.model], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp / "server.log", "w"), env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    images = []
+    for i, c in enumerate(PALETTE):
+        img = np.zeros((96, 96, 3), np.uint8) + np.array(c, np.uint8)
+        images.append(tmp / f"c{i}.png")
+        Image.fromarray(img).save(images[-1])
+    try:
+        deadline = time.time() + 120
+        client = None
+        while time.time() < deadline:
+            try:
+                client = Client(url, verbose=False, download_files=str(tmp))
+                break
+            except Exception:  # noqa: BLE001 - server still starting
+                time.sleep(1)
+        if client is None:
+            print("error: server did not come up", file=sys.stderr)
+            return 2
+        clients = [client] + [Client(url, verbose=False, download_files=str(tmp)) for _ in range(a.clients - 1)]
+        pid = proc.pid if proc else None
+        base_rss = rss_kb(pid) if pid else 0
+        stats = Stats()
+        counter = iter(range(10 ** 9))
+        count_lock = threading.Lock()
+        stop_at = time.time() + (a.soak_minutes * 60 if a.soak_minutes else a.timeout)
+        rss_samples: list[tuple[float, int]] = []
+        t_start = time.time()
+
+        def worker(ci: int) -> None:
+            while time.time() < stop_at:
+                with count_lock:
+                    k = next(counter)
+                if not a.soak_minutes and k >= a.runs:
+                    return
+                idx = k % len(PALETTE)
+                one_run(clients[ci], images[idx], idx, a, stats)
+
+        def sampler() -> None:
+            while any(t.is_alive() for t in threads):
+                if pid:
+                    rss_samples.append((time.time() - t_start, rss_kb(pid)))
+                time.sleep(5)
+
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(a.clients)]
+        for t in threads:
+            t.start()
+        sampler_thread = threading.Thread(target=sampler, daemon=True)
+        sampler_thread.start()
+        for t in threads:
+            t.join(timeout=max(1.0, stop_at - time.time() + 600))
+        wall = time.time() - t_start
+        print(f"server {url}  model={a.model}  concurrency={a.concurrency}  clients={a.clients}  "
+              f"steps/run={a.steps}  wall={wall:.0f}s")
+        print(f"completed {stats.completed}  failed {stats.failed}  queue-full {stats.queue_full}  "
+              f"crossed {stats.crossed}")
+        print(f"time to first frame p50 {pct(stats.first_frame, 50)} p95 {pct(stats.first_frame, 95)};  "
+              f"to result p50 {pct(stats.result, 50)} p95 {pct(stats.result, 95)}")
+        if pid:
+            print(f"server RSS: start {base_rss / 1024:.0f} MiB, peak {rss_kb(pid, 'VmHWM') / 1024:.0f} MiB, "
+                  f"end {rss_kb(pid) / 1024:.0f} MiB")
+            if a.soak_minutes and len(rss_samples) > 4:
+                warm = [r for t, r in rss_samples if t > 60] or [r for _, r in rss_samples]
+                growth = (warm[-1] - warm[0]) / max(warm[0], 1) * 100
+                print(f"soak: RSS after warm-up {warm[0] / 1024:.0f} MiB -> {warm[-1] / 1024:.0f} MiB "
+                      f"({growth:+.1f}%), max {max(warm) / 1024:.0f} MiB")
+        for e in stats.errors[:5]:
+            print("  error:", e)
+        return 0 if stats.failed == 0 and stats.crossed == 0 else 1
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
