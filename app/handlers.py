@@ -41,7 +41,7 @@ from engine.types import LATENT_SPACES
 from models import CheckpointError
 
 from . import render
-from .model_cache import ModelCache, default_model, describe, resolve
+from .model_cache import ModelCache, describe, resolve
 from .settings import Settings
 from .uploads import UploadError, check_mask_coverage, fit_to_square, load_image, load_mask
 
@@ -414,6 +414,9 @@ class Handlers:
         if not hole_sq.any():
             raise UploadError("The painted region is outside the central square that is used. Please paint inside "
                               "the middle of the photo.")
+        if hole_sq.sum() < hole.sum():
+            notices.append("Part of the painted region lies outside the central square that is used; that part "
+                           "was ignored.")
         return target, render.shrink_mask(hole_sq, res)
 
     def _align(self, rgb: np.ndarray, res: int, notices: list[str]) -> tuple[np.ndarray, tuple | None]:
@@ -456,7 +459,7 @@ class Handlers:
         if task == "inpaint":
             return render.with_outline(request.target, ~request.known, size)
         if task == "scribble":
-            return render.with_outline(render.only_known(request.target, request.known), request.known, size)
+            return self._enlarge(render.only_known(request.target, request.known))
         return self._enlarge(render_projected(request))
 
     @staticmethod
@@ -884,6 +887,7 @@ class Handlers:
 
         run_id, folder = self._new_folder(session, "interpolate")
         latents = []
+        last_loss = None
         to_reconstruct = [s for s in sides if s[2] is None]
         for i, (name, _, entry) in enumerate(sides):
             if entry is not None:
@@ -904,7 +908,9 @@ class Handlers:
                                         deadline=started + self.settings.time_limit * share):
                     status = out[4].replace("**Running**", f"**Reconstructing image {name}**", 1).replace(
                         "**Done**", f"**Image {name} reconstructed**", 1)
-                    yield (out[1] if out[1] is not None else out[0], out[3], status, None, None, None, None, session)
+                    last_loss = out[3] or last_loss
+                    yield (out[1] if out[1] is not None else out[0], last_loss, status, None, None, None, None,
+                           session)
             except gr.Error:
                 raise
             except Exception as exc:
@@ -921,7 +927,7 @@ class Handlers:
                 shown = self._pub(folder, self._enlarge(img))
                 gallery.append((shown, f"{i + 1}/{n}"))
                 if i % max(1, int(n) // 8) == 0 or i == n - 1:
-                    yield (shown, None, f"**Morphing** — frame {i + 1} / {n} in {space}", None, None,
+                    yield (shown, last_loss, f"**Morphing** — frame {i + 1} / {n} in {space}", None, None,
                            None, None, session)
             files = [write_gif(folder / "interpolation.gif", images, fps=10, size=THUMB)]
             video = None
@@ -942,7 +948,7 @@ class Handlers:
         status = f"**Done** — {n} frames in {space} in {time.perf_counter() - started:.1f} s"
         if notices:
             status += "\n\n" + "\n".join(f"- {html.escape(x, quote=False)}" for x in dict.fromkeys(notices))
-        yield (gallery[len(gallery) // 2][0], None, status, str(video) if video else None,
+        yield (gallery[len(gallery) // 2][0], last_loss, status, str(video) if video else None,
                str(files[0]), gallery, [str(p) for p in files], session)
 
     def library_choices(self, session=None):
@@ -1029,7 +1035,3 @@ def render_projected(request: engine.InversionRequest) -> np.ndarray:
 def render_thumb(rgb: np.ndarray) -> np.ndarray:
     """Frames kept in the session are at most THUMB px (1024 px catalogue models would use ~3 MB per frame)."""
     return rgb if rgb.shape[0] <= THUMB else fit_to_square(rgb, THUMB)[0]
-
-
-def default_model_choice(settings: Settings) -> str | None:
-    return default_model(settings)

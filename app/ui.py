@@ -157,7 +157,7 @@ def _controls(tab: str, settings: Settings, arch: str) -> list:
 def _result_panel(tab: str, settings: Settings) -> TabOutputs:
     size = settings.display_size
     second_label = {"inpaint": "Generator output (whole picture)", "scribble": "Result with your strokes outlined"
-                    }.get(tab, "What the loss compares (result, degraded)")
+                    }.get(tab, "What the loss compares")
     result_label = "Result (filled region pasted into your photo)" if tab == "inpaint" else "Result"
     input_label = {"inpaint": "Your photo (region to fill outlined)", "scribble": "Your strokes (what must match)"
                    }.get(tab, "What the result must match")
@@ -239,11 +239,13 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                                 guide = gr.Checkbox(False, label="Faint guide under the canvas",
                                                     info="the model's average picture (clears the canvas)")
                                 guide.change(h.guide, [guide, model], [inputs[0]], **private)
-                    out = _result_panel(tab, settings)
                     if tab == "reconstruct":
                         align_view = gr.ImageSlider(label="Face alignment: before | after", type="filepath",
-                                                    format="png", interactive=False, height=settings.display_size)
+                                                    format="png", interactive=False, height=240, visible=False,
+                                                    elem_id="reconstruct-align")
                         extra_out = [align_view]
+                        inputs[1].change(lambda on: gr.update(visible=bool(on)), inputs[1], align_view, **private)
+                    out = _result_panel(tab, settings)
                     *controls, reset = _controls(tab, settings, arch0)
                     all_controls += controls
                     tab_ui[tab] = out

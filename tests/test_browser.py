@@ -209,7 +209,7 @@ def test_stop_button_ends_a_long_run(page, tmp_path):
     status = wait_status(page, "colorize", "Stopped")
     assert time.time() - t0 < 20
     assert "Stopped by you at step" in status
-    page.locator("#colorize-files").get_by_text("result.png").wait_for()
+    page.locator('#colorize-files a[download="result.png"]').wait_for()
     assert not any("Done" in s for s in seen(page)["status"])
 
 
@@ -230,5 +230,7 @@ def test_tab_screenshots_for_the_readme(page):
         page.locator(f"#{tab}-run").click()
         wait_status(page, tab, "Done", "Stopped", timeout=600_000)
         page.wait_for_timeout(1000)
-        page.locator(f"#{tab}-run").locator("xpath=ancestor::div[contains(@class,'tabitem')]").screenshot(
-            path=str(out / f"{tab}.png"))
+        panel = page.locator(f"#{tab}-run").locator("xpath=ancestor::div[contains(@class,'tabitem')]")
+        box = panel.bounding_box()
+        page.screenshot(path=str(out / f"{tab}.png"), full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1400, "height": box["y"] + box["height"] + 10})
