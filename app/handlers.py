@@ -159,9 +159,9 @@ def parse_controls(values: tuple) -> Controls:
                  latent_dist=_number("Latent-distance weight", latent_dist, minimum=0),
                  optimize_noise=bool(noise), optimizer=optimizer, seed=_number("Seed", seed, integer=True),
                  preview_every=_number("Preview every", every, integer=True, minimum=1))
-    if c.l1 == 0 and c.l2 == 0 and c.perceptual == 0:
-        raise user_error("Set at least one of the L1, L2 or perceptual weights above 0: otherwise nothing ties "
-                         "the result to your image.")
+    if c.l1 == 0 and c.l2 == 0 and (c.perceptual == 0 or c.perceptual_net == "none"):
+        raise user_error("Set at least one of the L1, L2 or perceptual weights above 0 (and a perceptual network "
+                         "other than 'none' for the latter): otherwise nothing ties the result to your image.")
     return c
 
 
@@ -358,12 +358,17 @@ class Handlers:
         return [layer for layer in (editor.get("layers") or []) if layer is not None]
 
     @staticmethod
-    def _painted(layers: list[Any], size: tuple[int, int]) -> np.ndarray:
-        """Union of what was painted on the editor's layers (alpha > 0), at `size` = (H, W)."""
+    def _painted(layers: list[Any], size: tuple[int, int], *, alpha_only: bool) -> np.ndarray:
+        """Union of what was painted on the editor's layers, at `size` = (H, W).
+
+        alpha_only: a pixel is painted when its alpha > 0 (scribble strokes). Otherwise `load_mask`'s rules:
+        alpha > 0 for layers with transparency (what the browser sends), white = painted for an opaque
+        black-and-white mask picture (what API callers usually have).
+        """
         painted = np.zeros(size, dtype=bool)
         for layer in layers:
-            arr = np.asarray(layer) if isinstance(layer, np.ndarray) else None
-            if arr is not None and arr.ndim == 3 and arr.shape[2] == 4:
+            arr = layer if isinstance(layer, np.ndarray) else None
+            if alpha_only and arr is not None and arr.ndim == 3 and arr.shape[2] == 4:
                 painted |= load_mask(arr[..., 3] > 0, size=size)
             else:
                 painted |= load_mask(layer, size=size)
@@ -390,7 +395,7 @@ class Handlers:
                 colours = render.flatten_over_white([np.asarray(x) for x in layers], first.shape[:2])
             else:
                 raise UploadError("The sketch has layers but no picture to take the colours from. Please draw again.")
-            strokes = self._painted(layers, colours.shape[:2])
+            strokes = self._painted(layers, colours.shape[:2], alpha_only=True)
         elif base is not None:  # a plain picture (API callers, examples): every non-white pixel is a stroke
             colours = self._photo(base, notices, what="sketch")
             strokes = strokes_from_image(colours)
@@ -407,7 +412,7 @@ class Handlers:
         """Editor -> (photo, hole) at `res`. Photo = background (never the composite, which shows the paint)."""
         editor = self._editor(editor, "photo and mask")
         photo = self._photo(editor.get("background"), notices)
-        hole = self._painted(self._layers(editor), photo.shape[:2])
+        hole = self._painted(self._layers(editor), photo.shape[:2], alpha_only=False)
         check_mask_coverage(hole, what="fill in")
         target = self._fit(photo, res, notices)
         hole_sq = render.center_square(hole)
@@ -965,9 +970,18 @@ class Handlers:
         return dataclasses.astuple(control_defaults(tab, arch))
 
     def all_defaults(self, model_choice: str | None) -> tuple:
-        """Defaults of every tab (TABS order, CONTROL_FIELDS each), e.g. after the model changed."""
+        """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the model's architecture."""
         arch = describe(model_choice, self.settings).arch
         return tuple(itertools.chain.from_iterable(dataclasses.astuple(control_defaults(t, arch)) for t in TABS))
+
+    def model_changed(self, model_choice: str | None, previous_arch: str | None) -> tuple:
+        """(arch, *every tab's controls): reset to the new defaults only when the architecture changed
+        (StyleGAN2 <-> DCGAN), so switching between two StyleGAN2 models keeps the user's settings."""
+        arch = describe(model_choice, self.settings).arch
+        n = len(TABS) * len(CONTROL_FIELDS)
+        if arch == previous_arch:
+            return (arch,) + (gr.skip(),) * n
+        return (arch,) + self.all_defaults(model_choice)
 
     def model_info(self, model_choice: str | None) -> str:
         if not model_choice:

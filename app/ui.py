@@ -218,7 +218,6 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
         all_controls: list = []
 
         with gr.Tabs():
-            tab_ui: dict[str, TabOutputs] = {}
             for tab in TABS:
                 with gr.Tab(TAB_TITLES[tab], id=tab) as tab_block:
                     gr.Markdown(HELP[tab])
@@ -248,7 +247,6 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     out = _result_panel(tab, settings)
                     *controls, reset = _controls(tab, settings, arch0)
                     all_controls += controls
-                    tab_ui[tab] = out
                     handler = getattr(h, tab)
                     run_evt = run_btn.click(handler, inputs + [model, *controls, session],
                                             out.outputs(session) + extra_out, api_name=tab, **run_opts)
@@ -264,7 +262,8 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                                        [out.result, out.second, out.status], **private)
                     reset.click(h.reset_defaults, [task, model], controls, **private)
 
-        model.change(h.all_defaults, [model], all_controls, **private).then(
+        arch = gr.State(arch0)
+        model.change(h.model_changed, [model, arch], [arch, *all_controls], **private).then(
             h.model_info, [model], [model_md], **private)
     return demo
 

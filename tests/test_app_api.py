@@ -67,7 +67,8 @@ def files(tmp_path_factory) -> dict[str, str]:
         "white": str(save_png(d / "white.png", white)),
         "strokes": str(save_png(d / "strokes.png", layer_with(strokes, (255, 140, 0), 255))),
         "composite": str(save_png(d / "composite.png", comp)),
-        "hole": str(save_png(d / "hole.png", layer_with(box_mask((96, 128), 30, 50, 60, 80)))),
+        # A plain black-and-white mask (white = fill), as API users have them; the browser sends RGBA layers.
+        "hole": str(save_png(d / "hole.png", (box_mask((96, 128), 30, 50, 60, 80) * 255).astype(np.uint8))),
         "nothing": str(save_png(d / "nothing.png", np.zeros((96, 128, 4), np.uint8))),
         "red": str(save_png(d / "red.png", np.full((48, 48, 3), (230, 20, 20), np.uint8))),
         "blue": str(save_png(d / "blue.png", np.full((48, 48, 3), (20, 20, 230), np.uint8))),

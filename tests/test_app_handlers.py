@@ -141,6 +141,16 @@ def test_inpaint_result_keeps_known_pixels_and_outlines_the_hole(handlers, photo
     assert rows.min() == 10 and rows.max() == 19 and cols.min() == 11 and cols.max() == 21
 
 
+def test_inpaint_accepts_a_black_and_white_mask_layer(handlers):
+    """API callers send an opaque mask picture as the layer: white = fill (the editor turns it into RGBA)."""
+    hole = box_mask((96, 128), 30, 50, 60, 80)
+    bw = np.dstack([np.where(hole, 255, 0).astype(np.uint8)] * 3 + [np.full((96, 128), 255, np.uint8)])
+    outs = list(handlers.inpaint({"background": two_tone(), "layers": [bw], "composite": None}, TINY,
+                                 *ctrl("inpaint"), None))
+    known = sess(outs[-1]).runs["inpaint"].request.known
+    assert 0 < (~known).sum() < 0.2 * known.size
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 def _error(gen) -> str:
@@ -192,6 +202,7 @@ def test_plain_stroke_picture_counts_non_white_pixels(handlers):
     (dict(steps=0), "'Steps' must be at least 1"),
     (dict(steps=2.5), "'Steps' must be a whole number"),
     (dict(l1=0.0, l2=0.0, perceptual=0.0), "at least one of the L1, L2 or perceptual"),
+    (dict(l1=0.0, l2=0.0, perceptual=1.0, perceptual_net="none"), "at least one of the L1, L2 or perceptual"),
     (dict(latent_space="q"), "Latent space must be one of"),
     (dict(every=None), "'Preview every' is empty"),
 ])
@@ -347,6 +358,10 @@ def test_guide_and_defaults(handlers):
     assert handlers.guide(False, TINY)["background"].min() == 255
     assert handlers.reset_defaults("scribble", TINY) == dataclasses.astuple(control_defaults("scribble"))
     assert len(handlers.all_defaults(TINY)) == len(TABS) * len(CONTROL_FIELDS)
+    same = handlers.model_changed(TINY, "stylegan2")
+    assert same[0] == "stylegan2" and all(v == gr.skip() for v in same[1:])
+    changed = handlers.model_changed(TINY, "dcgan")
+    assert changed[1:] == handlers.all_defaults(TINY)
     assert control_defaults("inpaint", "dcgan").latent_space == "z"
     assert "tiny32" in handlers.model_info(TINY) and "32 px" in handlers.model_info(TINY)
 
