@@ -47,36 +47,38 @@ HELP = {
 }
 
 
-class PhotoInput(gr.Image):
-    """gr.Image whose decoding failures become a friendly gr.Error (uploads are checked by app.uploads)."""
+def _friendly_preprocess(component: gr.components.Component, message: str) -> gr.components.Component:
+    """Make the component's decoding failures a friendly gr.Error (uploads are then checked by app.uploads).
 
-    is_template = True
+    Done on the instance on purpose: subclassing a Gradio component makes Gradio write a `.pyi` stub next
+    to this module at import time.
+    """
+    original = component.preprocess
 
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - trust boundary: no traceback for a bad upload
-            log.info("image upload refused by the component", exc_info=True)
-            raise user_error("This file is not an image that can be read. Please upload a PNG, JPEG, WebP, "
-                             "GIF, BMP or TIFF image.") from None
+            log.info("upload refused by %s", type(component).__name__, exc_info=True)
+            raise user_error(message) from None
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
 
 
-class Canvas(gr.ImageEditor):
-    """gr.ImageEditor whose decoding failures become a friendly gr.Error."""
+def PhotoInput(**kwargs: Any) -> gr.Image:  # noqa: N802 - reads like the component it builds
+    """gr.Image whose undecodable uploads give a friendly error."""
+    return _friendly_preprocess(gr.Image(**kwargs), "This file is not an image that can be read. Please upload a "
+                                                    "PNG, JPEG, WebP, GIF, BMP or TIFF image.")
 
-    is_template = True
 
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception:  # noqa: BLE001 - trust boundary
-            log.info("editor upload refused by the component", exc_info=True)
-            raise user_error("The picture or one of its layers is not an image that can be read. Please "
-                             "upload a PNG, JPEG or WebP image and paint again.") from None
+def Canvas(**kwargs: Any) -> gr.ImageEditor:  # noqa: N802
+    """gr.ImageEditor whose undecodable pictures/layers give a friendly error."""
+    return _friendly_preprocess(gr.ImageEditor(**kwargs), "The picture or one of its layers is not an image that "
+                                                          "can be read. Please upload a PNG, JPEG or WebP image "
+                                                          "and paint again.")
 
 
 @dataclass
