@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per run before the best result so "
                                                                     "far is returned (default 120)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-batching", action="store_true",
+                   help="run each inversion on its own instead of stacking concurrent runs into one batch")
     p.add_argument("--no-preload", action="store_true", help="do not load the default model at start-up")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(model=args.model, device=args.device, host=args.host, port=args.port, share=args.share,
                             concurrency=args.concurrency, queue_size=args.queue_size, max_steps=args.max_steps,
-                            time_limit=args.time_limit, threads=args.threads)
+                            time_limit=args.time_limit, threads=args.threads, batching=not args.no_batching)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import engine
+from engine.batched import BatchedEngine
 from engine.export import loss_plot, strip, write_gif, write_mp4, write_png
 from engine.interpolate import common_space, interpolation_frames, lift, render as render_latent
 from engine.state import EditState, save_state
@@ -271,11 +272,21 @@ class Handlers:
         self.settings = settings
         self.cache = cache or ModelCache(device=settings.device, maxsize=settings.model_cache_size)
         self._lock = threading.Lock()
+        self._engines: dict[int, tuple[engine.EngineModel, BatchedEngine]] = {}
         self._active = 0
         self.runs_started = 0
         self.runs_closed = 0
 
     # ----------------------------------------------------------------------------- bookkeeping
+
+    def _engine_for(self, model: engine.EngineModel) -> BatchedEngine:
+        """One multi-run engine per loaded model: concurrent users' runs share one batch per step."""
+        with self._lock:
+            hit = self._engines.get(id(model))
+            if hit is None or hit[0] is not model:
+                hit = (model, BatchedEngine(model, max_batch=self.settings.max_batch))
+                self._engines[id(model)] = hit
+            return hit[1]
 
     @property
     def active_runs(self) -> int:
@@ -532,7 +543,7 @@ class Handlers:
                 total: int | None = None) -> Iterator[tuple]:
         """Run the engine; yield 8-tuples (TAB_OUTPUTS) per frame, then the final one with downloads."""
         total = total or step_offset + request.config.steps
-        gen = engine.run(model, request)
+        gen = self._engine_for(model).submit(request) if self.settings.batching else engine.run(model, request)
         best: SavedFrame | None = None
         final: SavedFrame | None = None
         first_frame_s: float | None = None
@@ -1039,11 +1050,9 @@ class Handlers:
 
 
 def render_projected(request: engine.InversionRequest) -> np.ndarray:
-    """The target as the engine compares it (greyscale / low resolution / blurred), uint8 RGB."""
-    from engine.inversion import to_tensor, to_uint8
-    from engine.operators import build_chain
+    """The target as the engine compares it (greyscale / low resolution), uint8 RGB."""
     with torch.no_grad():
-        return to_uint8(build_chain(request.operators).project_target(to_tensor(request.target, torch.device("cpu"))))
+        return engine.project_target(request)
 
 
 def render_thumb(rgb: np.ndarray) -> np.ndarray:

@@ -49,6 +49,8 @@ class Settings:
     max_upload_side: int = 2048
     runs_kept_per_session: int = 6
     model_cache_size: int = 3
+    batching: bool = True
+    max_batch: int = 8
 
     def __post_init__(self) -> None:
         problems = []

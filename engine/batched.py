@@ -115,14 +115,27 @@ class BatchedEngine:
                     return
                 new, self._pending = self._pending, []
             self._admit(new)
-            self._active = [j for j in self._active if not j.cancelled.is_set()]
+            self._drop_finished()
             groups: dict[tuple, list[_Job]] = {}
             for job in self._active:
                 groups.setdefault(job.state.batch_key(), []).append(job)
             for jobs in groups.values():
                 for start in range(0, len(jobs), self.max_batch):
                     self._step(jobs[start:start + self.max_batch])
-            self._active = [j for j in self._active if not j.cancelled.is_set()]
+            self._drop_finished()
+
+    def _drop_finished(self) -> None:
+        """Forget finished or cancelled runs (their tensors and optimiser moments go with them)."""
+        keep = []
+        for j in self._active:
+            if j.cancelled.is_set():
+                if j.state is not None:
+                    log.debug("inversion finished or cancelled at step %d (batched)", j.state.step)
+                    j.state.moments.clear()
+                    j.state.last.clear()
+            else:
+                keep.append(j)
+        self._active = keep
 
     def _step(self, jobs: list[_Job]) -> None:
         states = [j.state for j in jobs]

@@ -81,7 +81,8 @@ def loss_plot(history: Sequence[tuple[int, dict[str, float]]], *, width: int = 4
         pts = np.stack([xs, ys], axis=1).round().astype(np.int32)
         colour = TERM_COLOURS[i % len(TERM_COLOURS)]
         cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, colour, 2, cv2.LINE_AA)
-        cv2.putText(img, n, (x0 + 5 + 80 * i, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
+        label_x = x0 + 5 + sum(cv2.getTextSize(m, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 12 for m in names[:i])
+        cv2.putText(img, n, (label_x, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
     cv2.putText(img, f"1e{hi:.1f}", (2, y0 + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1)
     cv2.putText(img, f"1e{lo:.1f}", (2, y1), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1)
     return img

@@ -210,9 +210,9 @@ def objective(model: EngineModel, runs: list[RunState], P: torch.Tensor, noises:
             terms["realism"] = torch.cat([L.realism(model.D(img[i:i + 1])) for i in range(B)])
     if "noise_reg" in active and noises:
         terms["noise_reg"] = L.noise_regularization(noises)
+    if not terms:
+        raise EngineError("no active loss term (perceptual network unavailable and pixel weights 0)")
     total = sum(W[k] * v for k, v in terms.items())
-    if not isinstance(total, torch.Tensor):
-        total = torch.zeros(B, device=dev, requires_grad=True)
     img_d, deg_d, tot_d = img.detach(), degraded.detach(), total.detach()
     for i, r in enumerate(runs):
         r.last = {"terms": {k: v.detach()[i] for k, v in terms.items() if getattr(r.weights, k) > 0},

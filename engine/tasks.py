@@ -72,3 +72,10 @@ def request_for_task(task: str, target: np.ndarray, *, painted: np.ndarray | Non
         target = to_uint8(build_chain(ops)(to_tensor(target, "cpu")))
     return InversionRequest(target=target, operators=ops, known=known, config=config or default_config(task),
                             **extra)
+
+
+def project_target(request: InversionRequest) -> np.ndarray:
+    """The target as the loss sees it (after grayscale/downsample projections), uint8 RGB `[R, R, 3]`."""
+    from .operators import build_chain
+    from .runstate import to_tensor, to_uint8
+    return to_uint8(build_chain(request.operators).project_target(to_tensor(request.target, "cpu")))

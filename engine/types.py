@@ -57,8 +57,10 @@ class LossWeights:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise EngineError(f"loss weight {f.name} must be a finite number >= 0, got {v!r}")
+        if self.l1 == 0 and self.l2 == 0 and self.perceptual == 0:
+            raise EngineError("all image losses (L1, L2, perceptual) are 0: nothing ties the result to the picture")
 
 
 @dataclass(frozen=True)

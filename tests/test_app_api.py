@@ -40,7 +40,7 @@ class _EngineLog(logging.Handler):
 def app(tmp_path_factory):
     models_dir = write_tiny_models(tmp_path_factory.mktemp("models"))
     engine_log = _EngineLog()
-    logger = logging.getLogger("engine.inversion")
+    logger = logging.getLogger("engine")
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(engine_log)
