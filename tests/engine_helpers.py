@@ -7,6 +7,7 @@ import torch
 import models
 from engine import prepare
 from engine.inversion import to_uint8
+from engine.metrics import psnr  # noqa: F401 - re-exported for the engine tests
 
 
 def recoverable_model(seed: int = 0):
@@ -31,8 +32,3 @@ def target_from_latent(model, *, seed: int = 1, psi: float = 1.0) -> tuple[np.nd
         img = model.G.synthesis(ws, noise_mode="const")
     assert float(img.abs().max()) < 1.0, "test generator must stay in range"
     return to_uint8(img), ws[0]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return 10 * np.log10(255 ** 2 / max(mse, 1e-12))
