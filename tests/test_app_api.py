@@ -204,3 +204,20 @@ def test_two_sessions_results_do_not_cross(app, files, tmp_path):
     red_dirs = {Path(p).parent for p in results["red"][5]}
     blue_dirs = {Path(p).parent for p in results["blue"][5]}
     assert red_dirs.isdisjoint(blue_dirs)
+
+
+@pytest.mark.parametrize("changes", [
+    # NaN/inf cannot travel in JSON (gradio_client refuses them): handler tests cover those values.
+    dict(steps=0), dict(steps=-1), dict(steps="many"), dict(lr=-0.1), dict(l1=-1.0), dict(l2="x"),
+    dict(model="no-such-model"), dict(model="/etc/passwd"), dict(model="../../outside.pkl"),
+    dict(latent_space="q"), dict(preview_every=0),
+], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_bad_api_parameters_get_a_clear_error_and_the_server_stays_up(app, files, tmp_path, changes):
+    url, _, _ = app
+    args = _args("/reconstruct", files) | FAST | changes
+    with pytest.raises(AppError) as ei:
+        _client(url, tmp_path).submit(**args, api_name="/reconstruct").result(timeout=60)
+    assert "Traceback" not in str(ei.value) and len(str(ei.value)) > 10
+    ok = _client(url, tmp_path).submit(**_args("/reconstruct", files), **FAST, api_name="/reconstruct")
+    assert _status("/reconstruct", ok.result(timeout=120)).startswith("**Done**")
+

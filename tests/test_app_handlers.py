@@ -200,6 +200,10 @@ def test_plain_stroke_picture_counts_non_white_pixels(handlers):
 @pytest.mark.parametrize("changes, text", [
     (dict(lr=0.0), "'Learning rate' must be greater than 0"),
     (dict(steps=0), "'Steps' must be at least 1"),
+    (dict(lr=float("nan")), "Learning rate"),
+    (dict(l2=float("nan")), "L2"),
+    (dict(l1=float("inf")), "L1"),
+    (dict(perceptual=-1.0), "erceptual"),
     (dict(steps=2.5), "'Steps' must be a whole number"),
     (dict(l1=0.0, l2=0.0, perceptual=0.0), "at least one of the L1, L2 or perceptual"),
     (dict(l1=0.0, l2=0.0, perceptual=1.0, perceptual_net="none"), "at least one of the L1, L2 or perceptual"),
