@@ -11,6 +11,7 @@ import torch
 
 from .inversion import to_uint8
 from .model import EngineModel
+from .runstate import latent_to_ws
 from .types import EngineError
 
 
@@ -39,12 +40,8 @@ def interpolate_latents(a: torch.Tensor, b: torch.Tensor, *, space: str, num_fra
 def to_ws(model: EngineModel, latent: torch.Tensor, space: str) -> torch.Tensor:
     """One run's latent -> ws `[1, num_ws, w_dim]`."""
     G = model.G
-    lat = latent.to(model.device)
-    if space == "z":
-        return G.mapping(lat.reshape(1, -1))
-    if space == "w":
-        return lat.reshape(1, 1, -1).expand(-1, G.num_ws, -1)
-    return lat.reshape(1, G.num_ws, G.w_dim)
+    shape = {"z": (1, G.z_dim), "w": (1, 1, G.w_dim), "w+": (1, G.num_ws, G.w_dim)}[space]
+    return latent_to_ws(G, latent.to(model.device).reshape(shape), space)
 
 
 @torch.inference_mode()
