@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -197,6 +198,20 @@ class RunRecord:
     finished: bool = False
     files: list[str] = field(default_factory=list)
     final: SavedFrame | None = None
+    stride: int = 0  # step spacing of the kept frames once thinned (0: every streamed frame is kept)
+
+    def keep(self, frame: SavedFrame, *, limit: int) -> None:
+        """Save a streamed frame, holding at most `limit`: beyond that only steps that are multiples of a
+        doubling stride stay (plus the first and the latest), so the kept frames remain evenly spaced."""
+        if self.stride and len(self.frames) > 1 and self.frames[-1].step % self.stride:
+            self.frames.pop()  # kept only as "the latest"; the new frame replaces it
+        self.frames.append(frame)
+        while len(self.frames) > limit:
+            if not self.stride:
+                self.stride = max(1, min(b.step - a.step for a, b in zip(self.frames, self.frames[1:])))
+            self.stride *= 2
+            first, *middle, last = self.frames
+            self.frames[:] = [first] + [f for f in middle if f.step % self.stride == 0] + [last]
 
     def frame_at(self, step: int) -> SavedFrame:
         """The last saved frame at or before `step` (the first frame if none)."""
@@ -230,11 +245,23 @@ class Session:
     counter: int = 0
 
 
+def release_session(session: Session) -> int:
+    """Forget a session's runs, frames and latents and delete its run folders; returns how many runs it had.
+
+    The emptied Session stays usable (a visitor who somehow comes back starts afresh)."""
+    n = len(session.runs)
+    for folder in session.folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    session.folders.clear()
+    session.runs.clear()
+    session.library.clear()
+    return n
+
+
 def delete_session(session: Session | None) -> None:
-    """gr.State delete callback: remove the session's run folders."""
+    """gr.State delete callback (Gradio's own expiry of a session's state)."""
     if isinstance(session, Session):
-        for folder in session.folders:
-            shutil.rmtree(folder, ignore_errors=True)
+        release_session(session)
 
 
 def cleanup_stale_runs(settings: Settings, *, max_age_s: float = 24 * 3600) -> int:
@@ -276,6 +303,8 @@ class Handlers:
         self._active = 0
         self.runs_started = 0
         self.runs_closed = 0
+        # Gradio session hash -> that visitor's Session; weak, so Gradio's own expiry still frees it.
+        self._sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
 
     # ----------------------------------------------------------------------------- bookkeeping
 
@@ -303,8 +332,33 @@ class Handlers:
             self._active -= 1
             self.runs_closed += 1
 
-    def _session(self, session: Session | None) -> Session:
-        return session if isinstance(session, Session) else Session()
+    def _session(self, session: Session | None, request: gr.Request | None = None) -> Session:
+        """The visitor's Session (a new one on their first run), registered under Gradio's session hash so
+        that `on_unload` can release it the moment the browser tab or API client goes away."""
+        session = session if isinstance(session, Session) else Session()
+        key = getattr(request, "session_hash", None)
+        if key:
+            with self._lock:
+                self._sessions[key] = session
+        return session
+
+    @property
+    def open_sessions(self) -> frozenset[str]:
+        """Session hashes of the visitors whose runs are held (released on disconnect)."""
+        with self._lock:
+            return frozenset(self._sessions.keys())
+
+    def on_unload(self, request: gr.Request) -> None:
+        """The visitor disconnected (tab closed, page reloaded, API client gone): free their runs now.
+
+        Gradio keeps a closed session's gr.State for an hour in case the same session reconnects, which a
+        reloaded page never does; without this, every finished visitor would hold frames and files that long.
+        """
+        with self._lock:
+            session = self._sessions.pop(getattr(request, "session_hash", None) or "", None)
+        if session is not None:
+            n = release_session(session)
+            log.info("session closed: released %d run(s)", n)
 
     def _new_folder(self, session: Session, task: str) -> tuple[str, Path]:
         session.counter += 1
@@ -569,7 +623,7 @@ class Handlers:
                 saved = SavedFrame(step=step_offset + frame.step, latent=frame.latent, space=frame.latent_space,
                                    noises=frame.noises, image=render_thumb(frame.image),
                                    degraded=render_thumb(frame.degraded), losses=dict(frame.losses))
-                record.frames.append(saved)
+                record.keep(saved, limit=self.settings.frames_kept)
                 for m in frame.messages:
                     if m not in seen_messages:
                         seen_messages.add(m)
@@ -688,7 +742,8 @@ class Handlers:
     # ---------------------------------------------------------------------------- public: tasks
 
     def scribble(self, sketch, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
-                 optimize_noise, optimizer, seed, preview_every, session=None):
+                 optimize_noise, optimizer, seed, preview_every, session=None,
+                 request: gr.Request | None = None):
         """Scribble to image: only the drawn pixels constrain the result (their colours are the target)."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -696,10 +751,11 @@ class Handlers:
         def inputs(m, notices):
             colours, strokes = self._scribble_input(sketch, m.resolution, notices)
             return colours, strokes, {}
-        yield from self._run_task("scribble", model, controls, session, inputs)
+        yield from self._run_task("scribble", model, controls, self._session(session, request), inputs)
 
     def inpaint(self, editor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
-                optimize_noise, optimizer, seed, preview_every, session=None):
+                optimize_noise, optimizer, seed, preview_every, session=None,
+                request: gr.Request | None = None):
         """Inpaint: the painted region is filled in, the rest of the photo is matched."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -707,10 +763,11 @@ class Handlers:
         def inputs(m, notices):
             target, hole = self._inpaint_input(editor, m.resolution, notices)
             return target, hole, {}
-        yield from self._run_task("inpaint", model, controls, session, inputs)
+        yield from self._run_task("inpaint", model, controls, self._session(session, request), inputs)
 
     def reconstruct(self, image, align_face, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
-                    latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+                    latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
+                    request: gr.Request | None = None):
         """Reconstruct a photo (optionally face-aligned first). Adds a before/after alignment output."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -725,7 +782,7 @@ class Handlers:
                 target = self._fit(rgb, m.resolution, notices)
             return target, None, {}
         shown = None
-        for out in self._run_task("reconstruct", model, controls, session, inputs):
+        for out in self._run_task("reconstruct", model, controls, self._session(session, request), inputs):
             if aligned[0] is not None and shown is None and isinstance(out[7], Session) \
                     and "reconstruct" in out[7].runs:
                 folder = out[7].runs["reconstruct"].folder
@@ -733,17 +790,19 @@ class Handlers:
             yield out + (shown,)
 
     def colorize(self, image, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
-                 optimize_noise, optimizer, seed, preview_every, session=None):
+                 optimize_noise, optimizer, seed, preview_every, session=None,
+                 request: gr.Request | None = None):
         """Colorize: only the brightness of the photo is matched; the model supplies the colours."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
 
         def inputs(m, notices):
             return self._fit(self._photo(image, notices), m.resolution, notices), None, {}
-        yield from self._run_task("colorize", model, controls, session, inputs)
+        yield from self._run_task("colorize", model, controls, self._session(session, request), inputs)
 
     def deblur(self, image, kernel_size, sigma, blur_first, model, latent_space, steps, lr, l1, l2, perceptual,
-               perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+               perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
+               request: gr.Request | None = None):
         """Deblur: find a sharp image whose blurred version matches the photo."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -757,10 +816,11 @@ class Handlers:
             if blur_first:
                 notices.append(f"Demo: your photo was blurred first (kernel {k}, sigma {s:g}).")
             return target, None, dict(kernel_size=int(k), sigma=float(s), degrade_input=bool(blur_first))
-        yield from self._run_task("deblur", model, controls, session, inputs)
+        yield from self._run_task("deblur", model, controls, self._session(session, request), inputs)
 
     def superres(self, image, factor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
-                 latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+                 latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
+                 request: gr.Request | None = None):
         """Super-resolve: find an image whose `factor`-times smaller version matches the photo."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -772,15 +832,16 @@ class Handlers:
                                  "use 2, 4 or 8.")
             target = self._fit(self._photo(image, notices), m.resolution, notices)
             return target, None, dict(factor=int(f))
-        yield from self._run_task("superres", model, controls, session, inputs)
+        yield from self._run_task("superres", model, controls, self._session(session, request), inputs)
 
     # ------------------------------------------------------------------------ continue / rewind
 
     def continue_run(self, task, from_step, rewind, model_choice, latent_space, steps, lr, l1, l2, perceptual,
-                     perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None):
+                     perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
+                     request: gr.Request | None = None):
         """Continue the tab's latest run from its end (rewind=False) or from saved step `from_step`."""
         started = time.perf_counter()
-        session = self._session(session)
+        session = self._session(session, request)
         record = session.runs.get(task)
         if record is None or not record.frames:
             raise user_error("There is no run to continue yet in this tab: press Run first.")
@@ -863,13 +924,14 @@ class Handlers:
 
     def interpolate(self, image_a, image_b, earlier_a, earlier_b, frames, model, latent_space, steps, lr, l1, l2,
                     perceptual, perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every,
-                    session=None):
+                    session=None,
+                    request: gr.Request | None = None):
         """Morph between two images (reconstructed first) or two earlier results of this session.
 
         Outputs: preview, loss plot, status, MP4 video, GIF, frames gallery, downloads, session.
         """
         started = time.perf_counter()
-        session = self._session(session)
+        session = self._session(session, request)
         notices: list[str] = []
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)

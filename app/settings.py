@@ -30,6 +30,8 @@ class Settings:
     concurrency: inversions running at the same time (shared by all tabs); queue_size: waiting requests.
     threads: torch CPU threads (None: torch's default). On a busy machine 1 is often much faster.
     temp_dir: the app's own folder; every run writes its downloads into a fresh sub-folder of `runs/`.
+    frames_kept: streamed frames a run keeps for rewinding (older ones are thinned out evenly beyond that),
+        which bounds a session's memory whatever steps / preview-every an API client asks for.
     """
 
     model: str | None = None
@@ -48,6 +50,7 @@ class Settings:
     max_upload_pixels: int = 40_000_000
     max_upload_side: int = 2048
     runs_kept_per_session: int = 6
+    frames_kept: int = 100
     model_cache_size: int = 3
     batching: bool = True
     max_batch: int = 8
@@ -64,6 +67,8 @@ class Settings:
             problems.append(f"queue_size must be a positive integer, got {self.queue_size!r}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             problems.append(f"port must be in 0..65535, got {self.port!r}")
+        if not isinstance(self.frames_kept, int) or self.frames_kept < 2:
+            problems.append(f"frames_kept must be an integer >= 2, got {self.frames_kept!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             problems.append(f"threads must be a positive integer, got {self.threads!r}")
         if self.device != "cpu" and not str(self.device).startswith("cuda"):

@@ -265,6 +265,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     reset.click(h.reset_defaults, [task, model], controls, **private)
 
         arch = gr.State(arch0)
+        demo.unload(h.on_unload)
         model.change(h.model_changed, [model, arch], [arch, *all_controls], **private).then(
             h.model_info, [model], [model_md], **private)
     return demo

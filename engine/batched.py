@@ -105,37 +105,43 @@ class BatchedEngine:
                 job.out.put(exc)
 
     def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed and not self._pending and not self._active:
-                    self._cond.wait()
-                if self._closed:
-                    for job in self._active + self._pending:
-                        job.out.put(_DONE)
-                    return
-                new, self._pending = self._pending, []
-            self._admit(new)
-            self._drop_finished()
-            groups: dict[tuple, list[_Job]] = {}
-            for job in self._active:
-                groups.setdefault(job.state.batch_key(), []).append(job)
-            for jobs in groups.values():
-                for start in range(0, len(jobs), self.max_batch):
-                    self._step(jobs[start:start + self.max_batch])
-            self._drop_finished()
+        while self._cycle():
+            pass
+
+    def _cycle(self) -> bool:
+        """Admit new runs and step every active one once; False when the engine is closed. A method of its
+        own so that nothing of a finished run stays referenced from the idle worker's locals."""
+        with self._cond:
+            while not self._closed and not self._pending and not self._active:
+                self._cond.wait()
+            if self._closed:
+                for job in self._active + self._pending:
+                    job.out.put(_DONE)
+                return False
+            new, self._pending = self._pending, []
+        self._admit(new)
+        self._drop_finished()
+        groups: dict[tuple, list[_Job]] = {}
+        for job in self._active:
+            groups.setdefault(job.state.batch_key(), []).append(job)
+        for jobs in groups.values():
+            for start in range(0, len(jobs), self.max_batch):
+                self._step(jobs[start:start + self.max_batch])
+        self._drop_finished()
+        return True
 
     def _drop_finished(self) -> None:
         """Forget finished or cancelled runs (their tensors and optimiser moments go with them)."""
-        keep = []
+        keep, gone = [], []
         for j in self._active:
-            if j.cancelled.is_set():
-                if j.state is not None:
-                    log.debug("inversion finished or cancelled at step %d (batched)", j.state.step)
-                    j.state.moments.clear()
-                    j.state.last.clear()
-            else:
-                keep.append(j)
+            (gone if j.cancelled.is_set() else keep).append(j)
         self._active = keep
+        for j in gone:
+            if j.state is not None:
+                j.state.moments.clear()
+                j.state.last.clear()
+                log.debug("inversion finished or cancelled at step %d (batched)", j.state.step)
+                j.state = None
 
     def _step(self, jobs: list[_Job]) -> None:
         states = [j.state for j in jobs]

@@ -3,20 +3,26 @@ every named endpoint streams frames in order, Stop/cancel closes the engine gene
 friendly messages, and two sessions never see each other's results."""
 from __future__ import annotations
 
+import gc
 import logging
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from app.handlers import RunRecord, SavedFrame  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from engine.runstate import RunState  # noqa: E402
 from tests.app_server import (TINY, box_mask, env, free_port, layer_with, one_torch_thread, running_app,  # noqa: E402
                               save_png, two_tone, write_tiny_models)
 
@@ -149,12 +155,75 @@ def test_cancel_stops_the_run_and_runs_the_engine_finally(app, files, tmp_path):
     assert handlers.active_runs == 0, "the handler generator was not closed"
     assert engine_log.finished == before_finished + 1, "the engine's finally did not run"
     assert handlers.runs_closed == before_closed + 1
+    assert _live(RunState) == 0, "the stopped run's optimisation state is still alive"
     assert not any(_status("/reconstruct", o).startswith("**Done**") for o in job.outputs())
     # The worker is free again: a short run finishes promptly.
     t1 = time.time()
     job2 = client.submit(image=handle_file(files["photo"]), align_face=False, **FAST, api_name="/reconstruct")
     assert _status("/reconstruct", job2.result()).startswith("**Done**")
     assert time.time() - t1 < 30
+
+
+_CLIENT_PROCESS = """
+import sys
+from gradio_client import Client, handle_file
+job = Client(sys.argv[1], verbose=False).submit(image=handle_file(sys.argv[2]), align_face=False, model=sys.argv[3],
+                                                 steps=5000, preview_every=2, api_name="/reconstruct")
+for _ in job:
+    pass
+"""
+
+
+def _live(*types: type) -> int:
+    gc.collect()
+    return sum(isinstance(o, types) for o in gc.get_objects())
+
+
+def _tensor_bytes() -> int:
+    """Bytes of every torch storage reachable from Python objects (model weights, caches, run state)."""
+    gc.collect()
+    storages = {}
+    for o in gc.get_objects():
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            storages[st.data_ptr()] = st.nbytes()
+    return sum(storages.values())
+
+
+def test_a_client_that_disconnects_frees_its_worker_and_memory(app, files, tmp_path):
+    """Kill a client process mid-run (sockets close as when a tab closes): the run stops, the engine's
+    state goes, and the visitor's session (frames, latents, files) is released: memory is back where it was."""
+    url, handlers, engine_log = app
+    warm = _client(url, tmp_path).submit(image=handle_file(files["photo"]), align_face=False, **FAST,
+                                         api_name="/reconstruct")
+    assert _status("/reconstruct", warm.result()).startswith("**Done**")
+    base_bytes, base_records = _tensor_bytes(), _live(RunRecord, SavedFrame, RunState)
+    base_sessions, before_finished = handlers.open_sessions, engine_log.finished
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", _CLIENT_PROCESS, url, files["photo"], TINY])
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline and handlers.active_runs == 0:
+                time.sleep(0.02)
+            assert handlers.active_runs == 1, "the client's run did not start"
+            time.sleep(0.5)
+            assert _live(RunState) >= 1
+            (visitor,) = handlers.open_sessions - base_sessions
+        finally:
+            proc.kill()
+            proc.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and (handlers.active_runs or visitor in handlers.open_sessions):
+            time.sleep(0.02)
+        assert handlers.active_runs == 0, "the disconnected client's run is still going"
+        assert visitor not in handlers.open_sessions, "the disconnected visitor's session was not released"
+    deadline = time.time() + 5
+    while time.time() < deadline and engine_log.finished < before_finished + 2:
+        time.sleep(0.02)
+    assert engine_log.finished == before_finished + 2
+    assert _live(RunState) == 0, "a run's optimisation state outlived its client"
+    assert _live(RunRecord, SavedFrame, RunState) <= base_records
+    assert _tensor_bytes() <= base_bytes
 
 
 @pytest.mark.parametrize("endpoint, kwargs, text", [

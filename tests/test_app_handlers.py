@@ -310,6 +310,37 @@ def test_stop_closes_the_engine_and_keeps_what_was_streamed(handlers, photo_path
     assert slider["interactive"] is True and slider["value"] < 60
 
 
+def test_long_runs_keep_a_bounded_evenly_thinned_set_of_frames(models_dir, photo_path, tmp_path):
+    h = Handlers(Settings(temp_dir=tmp_path, max_steps=200, time_limit=60, frames_kept=8))
+    session = sess(list(h.reconstruct(photo_path, False, TINY, *ctrl(steps=40, every=1), None))[-1])
+    steps = [f.step for f in session.runs["reconstruct"].frames]
+    assert len(steps) <= 8 and steps == sorted(steps) and steps[0] == 1 and steps[-1] == 40
+    gaps = np.diff(steps[1:-1])
+    assert len(gaps) >= 3 and gaps.max() == gaps.min()  # thinned evenly, not truncated
+
+
+class _Request:
+    """What Gradio passes as `gr.Request` (only the session hash matters here)."""
+
+    def __init__(self, session_hash: str) -> None:
+        self.session_hash = session_hash
+
+
+def test_unload_releases_the_visitors_runs_files_and_latents(handlers, photo_path):
+    request = _Request("visitor-1")
+    outs = list(handlers.colorize(photo_path, TINY, *ctrl("colorize"), None, request))
+    session = sess(outs[-1])
+    folder = session.runs["colorize"].folder
+    assert folder.is_dir() and session.library and "visitor-1" in handlers.open_sessions
+    other = sess(list(handlers.colorize(photo_path, TINY, *ctrl("colorize"), None, _Request("visitor-2")))[-1])
+    handlers.on_unload(request)
+    assert not session.runs and not session.library and not folder.exists()
+    assert other.runs["colorize"].folder.is_dir(), "another visitor's runs were released"
+    handlers.on_unload(request)  # a second disconnect notice is harmless
+    handlers.on_unload(_Request("visitor-2"))
+    assert not other.runs
+
+
 def test_sessions_do_not_share_results(handlers, tmp_path):
     red = save_png(tmp_path / "red.png", np.full((40, 40, 3), (220, 20, 20), np.uint8))
     blue = save_png(tmp_path / "blue.png", np.full((40, 40, 3), (20, 20, 220), np.uint8))
