@@ -37,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
     import torch  # noqa: PLC0415 - keep `--help` fast
 
@@ -55,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
         return 2
+    os.environ.update(settings.gradio_env)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     settings.runs_dir.mkdir(parents=True, exist_ok=True)

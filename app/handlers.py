@@ -9,6 +9,8 @@ and its `finally` closes the engine generator, whose own `finally` releases the 
 Outputs of a task tab, in order (`TAB_OUTPUTS`): input view (what the result must match), result, second
 view (what the loss compares; for inpainting the raw generator output), loss plot, status (Markdown),
 downloads (list of files), rewind slider, session. Reconstruct adds a before/after alignment view.
+While a run is between frames, a *tick* (every output skipped but the session; see `is_tick`) is yielded every
+`Settings.heartbeat_s`, so that Stop and disconnects take effect at once.
 """
 from __future__ import annotations
 
@@ -60,6 +62,16 @@ CANVAS = 512
 LIBRARY_SIZE = 12
 THUMB = 256
 MAX_FRAMES_INTERP = 120
+
+
+def tick(session: "Session") -> tuple:
+    """A task tab's output that changes nothing (yielded while waiting for the engine's next frame)."""
+    return (gr.skip(),) * 7 + (session,)
+
+
+def is_tick(out: tuple) -> bool:
+    skip = gr.skip()
+    return len(out) >= 8 and all(isinstance(o, dict) and o == skip for o in out[:7])
 
 
 # ------------------------------------------------------------------------------------ errors & notices
@@ -597,7 +609,7 @@ class Handlers:
                 total: int | None = None) -> Iterator[tuple]:
         """Run the engine; yield 8-tuples (TAB_OUTPUTS) per frame, then the final one with downloads."""
         total = total or step_offset + request.config.steps
-        gen = self._engine_for(model).submit(request) if self.settings.batching else engine.run(model, request)
+        handle = self._engine_for(model).start(request) if self.settings.batching else engine.start_run(model, request)
         best: SavedFrame | None = None
         final: SavedFrame | None = None
         first_frame_s: float | None = None
@@ -614,9 +626,14 @@ class Handlers:
                     timed_out = True
                     break
                 try:
-                    frame = next(gen)
+                    frame = handle.wait(self.settings.heartbeat_s)
                 except StopIteration:
                     break
+                if frame is None:
+                    # No new frame yet: hand control back to Gradio anyway, so that Stop or a disconnect
+                    # closes this generator now rather than at the next frame (which may be far off).
+                    yield tick(session)
+                    continue
                 if first_frame_s is None:
                     first_frame_s = time.perf_counter() - started
                 steps_per_s = frame.steps_per_s
@@ -639,7 +656,7 @@ class Handlers:
                 yield (self._input_shown(record), result, second, self._loss_shown(record),
                        self._status(record, live, headline="**Running**"), None, gr.skip(), session)
         finally:
-            gen.close()  # runs the engine's finally (also when Gradio closes us: Stop button / disconnect)
+            handle.cancel()  # the run stops before its next step (also when Gradio closes us: Stop / disconnect)
             self._exit()
         if final is None:
             if best is None:
@@ -984,6 +1001,9 @@ class Handlers:
             try:
                 for out in self._stream(rec, m, request, session, started=started,
                                         deadline=started + self.settings.time_limit * share):
+                    if is_tick(out):
+                        yield (gr.skip(),) * 7 + (session,)
+                        continue
                     status = out[4].replace("**Running**", f"**Reconstructing image {name}**", 1).replace(
                         "**Done**", f"**Image {name} reconstructed**", 1)
                     last_loss = out[3] or last_loss

@@ -30,6 +30,9 @@ class Settings:
     concurrency: inversions running at the same time (shared by all tabs); queue_size: waiting requests.
     threads: torch CPU threads (None: torch's default). On a busy machine 1 is often much faster.
     temp_dir: the app's own folder; every run writes its downloads into a fresh sub-folder of `runs/`.
+    heartbeat_s: how often Gradio checks that each client is still there (its GRADIO_HEARTBEAT_INTERVAL; Gradio's
+        own default is 15 s): a client that goes away is noticed, its run stopped and its session released within
+        about this long, even when the run streams frames rarely.
     frames_kept: streamed frames a run keeps for rewinding (older ones are thinned out evenly beyond that),
         which bounds a session's memory whatever steps / preview-every an API client asks for.
     """
@@ -51,6 +54,7 @@ class Settings:
     max_upload_side: int = 2048
     runs_kept_per_session: int = 6
     frames_kept: int = 100
+    heartbeat_s: float = 0.5
     model_cache_size: int = 3
     batching: bool = True
     max_batch: int = 8
@@ -67,6 +71,8 @@ class Settings:
             problems.append(f"queue_size must be a positive integer, got {self.queue_size!r}")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             problems.append(f"port must be in 0..65535, got {self.port!r}")
+        if not (isinstance(self.heartbeat_s, (int, float)) and 0 < self.heartbeat_s <= 60):
+            problems.append(f"heartbeat_s must be a number of seconds in (0, 60], got {self.heartbeat_s!r}")
         if not isinstance(self.frames_kept, int) or self.frames_kept < 2:
             problems.append(f"frames_kept must be an integer >= 2, got {self.frames_kept!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
@@ -76,6 +82,11 @@ class Settings:
         if problems:
             raise ValueError("; ".join(problems))
         object.__setattr__(self, "temp_dir", Path(self.temp_dir))
+
+    @property
+    def gradio_env(self) -> dict[str, str]:
+        """Environment variables Gradio reads at run time (set them before `launch`)."""
+        return {"GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_HEARTBEAT_INTERVAL": f"{self.heartbeat_s:g}"}
 
     @property
     def runs_dir(self) -> Path:

@@ -1,8 +1,10 @@
 """GAN-inversion engine: degradation operators, losses and the streamed optimisation loop (no UI, no PIL).
 
-Public API: `prepare(loaded_model, device=...)` -> EngineModel; `run(engine_model, request)` -> Iterator[Frame].
+Public API: `prepare(loaded_model, device=...)` -> EngineModel; `run(engine_model, request)` -> Iterator[Frame];
+`start_run(engine_model, request)` -> RunHandle (the same run on its own thread: wait with a timeout, cancel).
 Data contract: engine/types.py.
 """
+from .handle import RunHandle, start_run
 from .inversion import run
 from .model import EngineModel, prepare
 from .tasks import default_config, operators_for, project_target, request_for_task
@@ -11,4 +13,4 @@ from .types import (EngineError, Frame, InversionConfig, InversionRequest, LossW
 
 __all__ = ["EngineError", "EngineModel", "Frame", "InversionConfig", "InversionRequest", "LossWeights",
            "OperatorSpec", "default_config", "known_from_fill_mask", "known_from_strokes", "operators_for",
-           "prepare", "project_target", "request_for_task", "run"]
+           "RunHandle", "prepare", "project_target", "request_for_task", "run", "start_run"]

@@ -1,36 +1,42 @@
 """Multi-run engine: concurrent runs on one model are stacked into one generator batch per step.
 
-`BatchedEngine(model).submit(request)` returns the same kind of Frame iterator as `engine.run`; each run
-keeps its own latent, target, mask, operators, weights, learning rate and step count, and runs join and
-leave between steps. Closing a run's iterator cancels that run only. L-BFGS runs (not batchable) run
-unbatched in the caller's thread. One worker thread owns all batched optimisation state.
+`BatchedEngine(model).start(request)` returns a `RunHandle` (engine/handle.py) and `.submit(request)` the
+same kind of Frame iterator as `engine.run`; each run keeps its own latent, target, mask, operators, weights,
+learning rate and step count, and runs join and leave between steps. Cancelling a handle (or closing the
+iterator) drops that run only, before the next step. L-BFGS runs (not batchable) run unbatched on a thread
+of their own. One worker thread owns all batched optimisation state.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
 
-from .inversion import frame_due, make_frame, run
+from .handle import DONE, RunHandle, start_run
+from .inversion import frame_due, make_frame
 from .model import EngineModel
 from .perceptual import build_extractor
 from .runstate import RunState, adam_step, new_run, validate_request
 from .types import Frame, InversionRequest
 
 log = logging.getLogger(__name__)
-_DONE = object()
 
 
 @dataclass(eq=False)
 class _Job:
     request: InversionRequest
-    out: "queue.Queue[object]" = field(default_factory=queue.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    handle: RunHandle = field(default_factory=RunHandle)
     state: RunState | None = None
+
+    def put(self, item: object) -> None:
+        self.handle.out.put(item)
+
+    @property
+    def cancelled(self) -> threading.Event:
+        return self.handle.stop
 
 
 class BatchedEngine:
@@ -51,11 +57,11 @@ class BatchedEngine:
         with self._cond:
             return len(self._active) + len(self._pending)
 
-    def submit(self, request: InversionRequest) -> Iterator[Frame]:
-        """Queue a run; iterate the result for its frames, close it to cancel."""
+    def start(self, request: InversionRequest) -> RunHandle:
+        """Queue a run; wait on the handle for its frames, cancel it to drop the run."""
         validate_request(self.model, request)
         if request.config.optimizer != "adam":
-            return run(self.model, request)
+            return start_run(self.model, request)
         job = _Job(request)
         with self._cond:
             if self._closed:
@@ -65,21 +71,11 @@ class BatchedEngine:
                 self._thread = threading.Thread(target=self._loop, name="batched-engine", daemon=True)
                 self._thread.start()
             self._cond.notify()
-        return self._frames(job)
+        return job.handle
 
-    def _frames(self, job: _Job) -> Iterator[Frame]:
-        try:
-            while True:
-                item = job.out.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            job.cancelled.set()
-            with self._cond:
-                self._cond.notify()
+    def submit(self, request: InversionRequest) -> Iterator[Frame]:
+        """`start(request)` as a blocking Frame iterator; closing it cancels the run."""
+        return iter(self.start(request))
 
     def close(self) -> None:
         with self._cond:
@@ -102,7 +98,8 @@ class BatchedEngine:
                 job.state = new_run(self.model, job.request, extractor, messages, kind)
                 self._active.append(job)
             except Exception as exc:  # the submitter sees the error, the other runs go on
-                job.out.put(exc)
+                job.put(exc)
+                job.put(DONE)
 
     def _loop(self) -> None:
         while self._cycle():
@@ -116,7 +113,7 @@ class BatchedEngine:
                 self._cond.wait()
             if self._closed:
                 for job in self._active + self._pending:
-                    job.out.put(_DONE)
+                    job.put(DONE)
                 return False
             new, self._pending = self._pending, []
         self._admit(new)
@@ -137,6 +134,7 @@ class BatchedEngine:
             (gone if j.cancelled.is_set() else keep).append(j)
         self._active = keep
         for j in gone:
+            j.put(DONE)  # wakes a waiter of a cancelled run (after a finished run's last frame: ignored)
             if j.state is not None:
                 j.state.moments.clear()
                 j.state.last.clear()
@@ -149,7 +147,7 @@ class BatchedEngine:
             adam_step(self.model, states, states[0].extractor)
         except Exception as exc:
             for j in jobs:
-                j.out.put(exc)
+                j.put(exc)
                 j.cancelled.set()
             return
         for j in jobs:
@@ -158,10 +156,9 @@ class BatchedEngine:
                 continue
             try:
                 done = r.step == r.cfg.steps
-                j.out.put(make_frame(self.model, r, final=done))
+                j.put(make_frame(self.model, r, final=done))
                 if done:
-                    j.out.put(_DONE)
                     j.cancelled.set()
             except Exception as exc:
-                j.out.put(exc)
+                j.put(exc)
                 j.cancelled.set()

@@ -7,6 +7,7 @@ releases the optimiser state and tensors. No host synchronisation happens betwee
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Iterator
 
@@ -59,8 +60,10 @@ def _lbfgs_step(model: EngineModel, r: RunState, opt: torch.optim.Optimizer, ext
     r.step += 1
 
 
-def run(model: EngineModel, request: InversionRequest) -> Iterator[Frame]:
-    """Optimise and yield frames every `preview_every` steps plus the final one (`done=True`)."""
+def run(model: EngineModel, request: InversionRequest, *, stop: threading.Event | None = None) -> Iterator[Frame]:
+    """Optimise and yield frames every `preview_every` steps plus the final one (`done=True`).
+
+    `stop` (optional, set from any thread) ends the run before its next step, without a final frame."""
     cfg = request.config
     validate_request(model, request)
     extractor, kind, messages = build_extractor(cfg.perceptual if cfg.weights.perceptual > 0 else "none",
@@ -74,7 +77,7 @@ def run(model: EngineModel, request: InversionRequest) -> Iterator[Frame]:
         opt = torch.optim.LBFGS(r.tensors(), lr=cfg.lr, max_iter=1, history_size=10,
                                 line_search_fn="strong_wolfe")
     try:
-        while r.step < cfg.steps:
+        while r.step < cfg.steps and not (stop is not None and stop.is_set()):
             if opt is None:
                 adam_step(model, [r], extractor)
             else:

@@ -76,11 +76,12 @@ def running_app(settings) -> Iterator[tuple[str, object, object]]:
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     kwargs = launch_kwargs(settings)
     kwargs.update(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=settings.port)
-    demo.launch(**kwargs)
-    try:
-        yield f"http://127.0.0.1:{settings.port}/", demo, handlers
-    finally:
-        demo.close()
+    with env(**settings.gradio_env):
+        demo.launch(**kwargs)
+        try:
+            yield f"http://127.0.0.1:{settings.port}/", demo, handlers
+        finally:
+            demo.close()
 
 
 def save_png(path: Path, arr: np.ndarray) -> Path:

@@ -1,10 +1,15 @@
 """Bounded load / soak driver for a LatentBrush server on loopback (never any other host).
 
-`python -m tests.load --clients 16 --runs 64 [--steps 20] [--model cat64] [--concurrency 2] [--soak-minutes 0]`
-starts `python -m app` on 127.0.0.1 (or uses `--url http://127.0.0.1:PORT/`), drives `/reconstruct`
-concurrently through gradio_client with flat-colour pictures (one colour per run from a palette of 8),
-and prints completed / failed / queue-full counts, p50/p95 time to first frame and to result, peak RSS of
-the server, and how many results look like another run's input (crossed). Stops by itself.
+`python -m tests.load --clients 16 --runs 64 [--steps 20] [--model cat64] [--concurrency 2] [--soak-minutes 0]
+[--disconnects 0]` starts `python -m app` on 127.0.0.1 (or uses `--url http://127.0.0.1:PORT/`), drives
+`/reconstruct` concurrently through gradio_client with flat-colour pictures (one colour per run from a palette
+of 8), and prints completed / failed / queue-full counts, p50/p95 time to first frame and to result, peak RSS
+of the server, and how many results look like another run's input (crossed). Stops by itself.
+
+`--disconnects N` then N times starts a long run from a separate client process, kills that process mid-run
+(its sockets close, as when a browser tab closes) while a probe run waits in the queue behind it (use
+`--concurrency 1`), and prints how long the worker took to pass to the probe and the server's RSS before the
+killed run and after it.
 """
 from __future__ import annotations
 
@@ -95,6 +100,44 @@ def one_run(client, image: Path, colour_idx: int, args, stats: Stats) -> None:
                 stats.errors.append(msg[:200])
 
 
+_KILLED_CLIENT = """
+import sys
+from gradio_client import Client, handle_file
+job = Client(sys.argv[1], verbose=False).submit(image=handle_file(sys.argv[2]), align_face=False, model=sys.argv[3],
+                                                 steps=int(sys.argv[4]), preview_every=5, api_name="/reconstruct")
+for out in job:
+    if out and out[1]:
+        print("running", flush=True)
+"""
+
+
+def disconnects(url: str, pid: int | None, image: Path, args, n: int) -> list[tuple[float, int, int]]:
+    """(seconds from the kill to the probe starting, RSS KiB before the killed run, RSS KiB after) per round."""
+    from gradio_client import Client, handle_file
+    rounds = []
+    for _ in range(n):
+        before = rss_kb(pid) if pid else 0
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_CLIENT, url, str(image), args.model, "100000"],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # the first streamed frame: the run holds the worker now
+        time.sleep(2.0)
+        probe = Client(url, verbose=False).submit(image=handle_file(str(image)), align_face=False, model=args.model,
+                                                  steps=5, preview_every=5, api_name="/reconstruct")
+        time.sleep(1.0)  # the probe is queued behind the long run
+        t_kill = time.perf_counter()
+        proc.kill()
+        proc.wait()
+        started = None
+        for _out in probe:
+            started = time.perf_counter() - t_kill  # the probe handler's first output ("Starting")
+            break
+        probe.result()
+        time.sleep(2.0)
+        rounds.append((started if started is not None else float("nan"), before, rss_kb(pid) if pid else 0))
+    return rounds
+
+
 def pct(values: list[float], q: float) -> str:
     if not values:
         return "n/a"
@@ -111,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-size", type=int, default=16)
     p.add_argument("--url", help="an already running server on 127.0.0.1 (else one is started)")
     p.add_argument("--soak-minutes", type=float, default=0.0, help="keep the clients busy this long, sampling RSS")
+    p.add_argument("--disconnects", type=int, default=0, help="kill N client processes mid-run (see above)")
     p.add_argument("--timeout", type=float, default=1800.0, help="hard stop for the whole run (seconds)")
     a = p.parse_args(argv)
     from gradio_client import Client
@@ -126,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}/"
         proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
                                  "--concurrency", str(a.concurrency), "--queue-size", str(a.queue_size),
-                                 "--model", a.model], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 "--model", a.model, "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=open(tmp / "server.log", "w"), env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     images = []
     for i, c in enumerate(PALETTE):
@@ -194,6 +238,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"({growth:+.1f}%), max {max(warm) / 1024:.0f} MiB")
         for e in stats.errors[:5]:
             print("  error:", e)
+        if a.disconnects:
+            rounds = disconnects(url, pid, images[0], a, a.disconnects)
+            freed = [r[0] for r in rounds]
+            print(f"disconnects {len(rounds)}: worker passed to the queued probe {statistics.median(freed):.2f}s "
+                  f"(median) / {max(freed):.2f}s (max) after the client was killed")
+            for k, (_, before, after) in enumerate(rounds):
+                print(f"  round {k + 1}: server RSS before the run {before / 1024:.0f} MiB, after {after / 1024:.0f} "
+                      f"MiB ({(after - before) / max(before, 1) * 100:+.1f}%)")
         return 0 if stats.failed == 0 and stats.crossed == 0 else 1
     finally:
         if proc is not None:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from app import render
-from app.handlers import (CONTROL_FIELDS, TABS, TASKS, Controls, Handlers, Session, control_defaults,
+from app.handlers import (CONTROL_FIELDS, TABS, TASKS, Controls, Handlers, Session, control_defaults, is_tick,
                           parse_controls)
 from app.model_cache import ModelCache, describe, model_choices, resolve
 from app.settings import Settings
@@ -61,6 +61,11 @@ def inpaint_editor(mask: np.ndarray | None = None) -> dict:
     return {"background": photo, "layers": [layer_with(mask)], "composite": None}
 
 
+def outputs(gen) -> list[tuple]:
+    """A handler's outputs without the ticks it yields while waiting for a frame (timing-dependent)."""
+    return [o for o in gen if not is_tick(o)]
+
+
 def call(handlers: Handlers, tab: str, photo_path: str, *, session=None, **ctrl_changes) -> list[tuple]:
     c = ctrl(tab, **ctrl_changes)
     if tab == "scribble":
@@ -77,7 +82,7 @@ def call(handlers: Handlers, tab: str, photo_path: str, *, session=None, **ctrl_
         gen = handlers.superres(photo_path, 4, TINY, *c, session)
     else:
         gen = handlers.interpolate(photo_path, photo_path, "", "", 5, TINY, *c, session)
-    return list(gen)
+    return outputs(gen)
 
 
 def load(path: str) -> np.ndarray:
@@ -145,7 +150,7 @@ def test_inpaint_accepts_a_black_and_white_mask_layer(handlers):
     """API callers send an opaque mask picture as the layer: white = fill (the editor turns it into RGBA)."""
     hole = box_mask((96, 128), 30, 50, 60, 80)
     bw = np.dstack([np.where(hole, 255, 0).astype(np.uint8)] * 3 + [np.full((96, 128), 255, np.uint8)])
-    outs = list(handlers.inpaint({"background": two_tone(), "layers": [bw], "composite": None}, TINY,
+    outs = outputs(handlers.inpaint({"background": two_tone(), "layers": [bw], "composite": None}, TINY,
                                  *ctrl("inpaint"), None))
     known = sess(outs[-1]).runs["inpaint"].request.known
     assert 0 < (~known).sum() < 0.2 * known.size
@@ -192,7 +197,7 @@ def test_empty_sketch_is_refused(handlers):
 def test_plain_stroke_picture_counts_non_white_pixels(handlers):
     pic = np.full((64, 64, 3), 255, np.uint8)
     pic[10:20, 10:50] = (0, 0, 255)
-    outs = list(handlers.scribble({"background": pic, "layers": [], "composite": None}, TINY, *ctrl("scribble")))
+    outs = outputs(handlers.scribble({"background": pic, "layers": [], "composite": None}, TINY, *ctrl("scribble")))
     known = sess(outs[-1]).runs["scribble"].request.known
     assert known.sum() == 5 * 20 and known[6, 6] and not known[0, 0]
 
@@ -255,7 +260,7 @@ def test_time_limit_returns_the_best_result_so_far(models_dir, photo_path, tmp_p
     h = Handlers(Settings(temp_dir=tmp_path, max_steps=100_000, time_limit=1.5))
     t0 = time.perf_counter()
     with pytest.warns(UserWarning, match="time limit"):
-        outs = list(h.reconstruct(photo_path, False, TINY, *ctrl(steps=50_000, every=2)))
+        outs = outputs(h.reconstruct(photo_path, False, TINY, *ctrl(steps=50_000, every=2)))
     assert time.perf_counter() - t0 < 30
     status = outs[-1][4]
     assert status.startswith("**Stopped at the time limit**") and "best result so far" in status
@@ -270,7 +275,7 @@ def test_time_limit_returns_the_best_result_so_far(models_dir, photo_path, tmp_p
 def test_continue_and_rewind(handlers, photo_path):
     session = sess(call(handlers, "inpaint", photo_path)[-1])
     first = session.runs["inpaint"]
-    outs = list(handlers.continue_run("inpaint", 0, False, TINY, *ctrl("inpaint", steps=6), session))
+    outs = outputs(handlers.continue_run("inpaint", 0, False, TINY, *ctrl("inpaint", steps=6), session))
     assert outs[-1][4].startswith("**Done**") and f"step {STEPS + 6} / {STEPS + 6}" in outs[-1][4]
     cont = session.runs["inpaint"]
     assert cont is not first and [f.step for f in cont.frames] == [3, 6, 9, 12, 15, 18]
@@ -278,16 +283,16 @@ def test_continue_and_rewind(handlers, photo_path):
     # Rewind to step 6 and go on from there: later frames are replaced.
     result, _, status = handlers.rewind_preview("inpaint", 6, session)
     assert status.startswith("**Step 6**") and load(result).shape[0] == handlers.settings.display_size
-    outs = list(handlers.continue_run("inpaint", 6, True, TINY, *ctrl("inpaint", steps=3), session))
+    outs = outputs(handlers.continue_run("inpaint", 6, True, TINY, *ctrl("inpaint", steps=3), session))
     assert [f.step for f in session.runs["inpaint"].frames] == [3, 6, 9]
     assert "Continued from step 6" in outs[-1][4]
 
 
 def test_continue_lifts_w_to_w_plus(handlers):
-    outs = list(handlers.scribble(sketch(), TINY, *ctrl("scribble"), None))
+    outs = outputs(handlers.scribble(sketch(), TINY, *ctrl("scribble"), None))
     session = sess(outs[-1])
     assert session.runs["scribble"].final.latent.shape == (1, 32)
-    list(handlers.continue_run("scribble", 0, False, TINY, *ctrl("scribble", steps=3, latent_space="w+"),
+    outputs(handlers.continue_run("scribble", 0, False, TINY, *ctrl("scribble", steps=3, latent_space="w+"),
                                session))
     assert session.runs["scribble"].final.latent.shape[0] > 1  # [num_ws, w_dim]
 
@@ -312,7 +317,7 @@ def test_stop_closes_the_engine_and_keeps_what_was_streamed(handlers, photo_path
 
 def test_long_runs_keep_a_bounded_evenly_thinned_set_of_frames(models_dir, photo_path, tmp_path):
     h = Handlers(Settings(temp_dir=tmp_path, max_steps=200, time_limit=60, frames_kept=8))
-    session = sess(list(h.reconstruct(photo_path, False, TINY, *ctrl(steps=40, every=1), None))[-1])
+    session = sess(outputs(h.reconstruct(photo_path, False, TINY, *ctrl(steps=40, every=1), None))[-1])
     steps = [f.step for f in session.runs["reconstruct"].frames]
     assert len(steps) <= 8 and steps == sorted(steps) and steps[0] == 1 and steps[-1] == 40
     gaps = np.diff(steps[1:-1])
@@ -328,11 +333,11 @@ class _Request:
 
 def test_unload_releases_the_visitors_runs_files_and_latents(handlers, photo_path):
     request = _Request("visitor-1")
-    outs = list(handlers.colorize(photo_path, TINY, *ctrl("colorize"), None, request))
+    outs = outputs(handlers.colorize(photo_path, TINY, *ctrl("colorize"), None, request))
     session = sess(outs[-1])
     folder = session.runs["colorize"].folder
     assert folder.is_dir() and session.library and "visitor-1" in handlers.open_sessions
-    other = sess(list(handlers.colorize(photo_path, TINY, *ctrl("colorize"), None, _Request("visitor-2")))[-1])
+    other = sess(outputs(handlers.colorize(photo_path, TINY, *ctrl("colorize"), None, _Request("visitor-2")))[-1])
     handlers.on_unload(request)
     assert not session.runs and not session.library and not folder.exists()
     assert other.runs["colorize"].folder.is_dir(), "another visitor's runs were released"
@@ -344,8 +349,8 @@ def test_unload_releases_the_visitors_runs_files_and_latents(handlers, photo_pat
 def test_sessions_do_not_share_results(handlers, tmp_path):
     red = save_png(tmp_path / "red.png", np.full((40, 40, 3), (220, 20, 20), np.uint8))
     blue = save_png(tmp_path / "blue.png", np.full((40, 40, 3), (20, 20, 220), np.uint8))
-    s1 = sess(list(handlers.colorize(str(red), TINY, *ctrl("colorize"), None))[-1])
-    s2 = sess(list(handlers.colorize(str(blue), TINY, *ctrl("colorize"), None))[-1])
+    s1 = sess(outputs(handlers.colorize(str(red), TINY, *ctrl("colorize"), None))[-1])
+    s2 = sess(outputs(handlers.colorize(str(blue), TINY, *ctrl("colorize"), None))[-1])
     assert s1 is not s2 and s1.id != s2.id
     t1, t2 = s1.runs["colorize"].request.target, s2.runs["colorize"].request.target
     assert t1[..., 0].mean() > 200 and t2[..., 2].mean() > 200
@@ -355,11 +360,11 @@ def test_sessions_do_not_share_results(handlers, tmp_path):
 
 def test_interpolate_from_earlier_results(handlers, photo_path):
     session = sess(call(handlers, "reconstruct", photo_path)[-1])
-    list(handlers.colorize(photo_path, TINY, *ctrl("colorize"), session))
+    outputs(handlers.colorize(photo_path, TINY, *ctrl("colorize"), session))
     a, b = (e.key for e in session.library[-2:])
     choices = handlers.library_choices(session)[0]["choices"]
     assert {a, b} <= {v for _, v in choices}
-    outs = list(handlers.interpolate(None, None, a, b, 6, TINY, *ctrl("interpolate"), session))
+    outs = outputs(handlers.interpolate(None, None, a, b, 6, TINY, *ctrl("interpolate"), session))
     assert outs[-1][2].startswith("**Done**") and len(outs[-1][5]) == 6
     assert "Give image A" in _error(handlers.interpolate(None, None, "", "", 4, TINY, *ctrl(), session))
 
@@ -367,7 +372,7 @@ def test_interpolate_from_earlier_results(handlers, photo_path):
 def test_face_alignment_missing_module_warns_and_centre_crops(handlers, photo_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "app.face_align", None)  # import fails like a missing file
     with pytest.warns(UserWarning, match="Face alignment is not available"):
-        outs = list(handlers.reconstruct(photo_path, True, TINY, *ctrl(), None))
+        outs = outputs(handlers.reconstruct(photo_path, True, TINY, *ctrl(), None))
     assert outs[-1][4].startswith("**Done**") and outs[-1][8] is None
 
 

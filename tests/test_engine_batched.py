@@ -1,9 +1,12 @@
 """Batched multi-run engine: stacked runs give each run its own result; join/leave; cancel one run."""
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 
-from engine import InversionConfig, InversionRequest, LossWeights, OperatorSpec, run
+from engine import InversionConfig, InversionRequest, LossWeights, OperatorSpec, run, start_run
 from engine.batched import BatchedEngine
 from tests.engine_helpers import recoverable_model, target_from_latent
 
@@ -70,3 +73,47 @@ def test_bad_request_fails_at_submit(model):
             eng.submit(InversionRequest(target=np.zeros((8, 8, 3), np.uint8)))
     finally:
         eng.close()
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_handle_waits_with_a_timeout_and_cancels_between_frames(model, batched):
+    """A run that streams rarely (one frame in 5000 steps) is cancelled at its next step, and a waiter
+    blocked on it wakes up; `wait(timeout)` returns None while no frame has arrived."""
+    t1, _ = target_from_latent(model, seed=1)
+    req = InversionRequest(target=t1, config=_cfg(steps=5000, preview_every=5000))
+    eng = BatchedEngine(model)
+    try:
+        handle = eng.start(req) if batched else start_run(model, req)
+        assert handle.wait(0.2) is None
+        woke = threading.Event()
+
+        def waiter() -> None:
+            try:
+                handle.wait(None)
+            except StopIteration:
+                woke.set()
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        handle.cancel()
+        t.join(timeout=30)
+        assert woke.is_set(), "cancelling did not end the run"
+        with pytest.raises(StopIteration):
+            handle.wait(0)
+        if batched:
+            for _ in range(100):
+                if eng.active_runs == 0:
+                    break
+                time.sleep(0.05)
+            assert eng.active_runs == 0
+    finally:
+        eng.close()
+
+
+def test_start_run_reports_engine_errors_to_the_waiter(model):
+    t1, _ = target_from_latent(model, seed=1)
+    with pytest.raises(Exception, match="target"):
+        start_run(model, InversionRequest(target=np.zeros((8, 8, 3), np.uint8)))
+    handle = start_run(model, InversionRequest(target=t1, config=_cfg(lr=1e30, steps=50, preview_every=1)))
+    with pytest.raises(Exception, match="diverged|non-finite"):
+        while True:
+            handle.wait(30)
