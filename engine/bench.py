@@ -1,12 +1,16 @@
 """Benchmark: optimisation steps/s of w+ inversion (pixel + perceptual loss) per resolution and precision.
 
 `python -m engine.bench [--res 64 128 256] [--steps 30] [--model FILE_OR_NAME] [--perceptual discriminator|
-vgg16-random|none] [--size bundled|official] [--device cpu|cuda] [--threads N]` prints one line per setting
-with the median of `--repeats` runs. Random-weight networks are built in code unless `--model` is given.
+vgg16-random|none] [--size bundled|official] [--device cpu|cuda] [--precision fp32 tf32 bf16] [--threads N]
+[--concurrent 1 2 4 8] [--peak-tflops X]` prints one line per setting with the median of `--repeats` runs,
+the FLOPs of one optimisation step (forward + backward, counted by torch's FlopCounterMode) and the achieved
+FLOP rate (as a share of `--peak-tflops` when given). Random-weight networks are built in code unless
+`--model` is given (any supported checkpoint format, or a bundled / catalogue name).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -16,7 +20,9 @@ import torch
 
 import models
 from engine.inversion import run
-from engine.model import prepare
+from engine.model import EngineModel, prepare
+from engine.perceptual import build_extractor
+from engine.runstate import adam_step, new_run
 from engine.types import InversionConfig, InversionRequest, LossWeights, OperatorSpec
 
 
@@ -34,10 +40,11 @@ def random_model(resolution: int, *, size: str, device: str) -> models.LoadedMod
     return models.LoadedModel(cfg, G.to(device), D.to(device))
 
 
-def time_run(model, *, steps: int, bf16: bool, perceptual: str, task_mask: bool) -> float:
-    """Seconds per step of one run (frames only at the end)."""
-    r = model.resolution
-    target = np.random.default_rng(0).integers(0, 255, (r, r, 3), dtype=np.uint8)
+def bench_request(resolution: int, *, steps: int, bf16: bool, perceptual: str, task_mask: bool,
+                  seed: int = 0) -> InversionRequest:
+    """A w+ inversion of a random picture: reconstruction, or inpainting of the central square."""
+    r = resolution
+    target = np.random.default_rng(seed).integers(0, 255, (r, r, 3), dtype=np.uint8)
     known = None
     ops = (OperatorSpec("identity"),)
     if task_mask:
@@ -45,12 +52,41 @@ def time_run(model, *, steps: int, bf16: bool, perceptual: str, task_mask: bool)
         known[r // 4: 3 * r // 4, r // 4: 3 * r // 4] = False
         ops = (OperatorSpec("mask"),)
     cfg = InversionConfig(latent_space="w+", steps=steps, preview_every=steps, bf16=bf16, perceptual=perceptual,
-                          weights=LossWeights(l2=1.0, perceptual=0.0 if perceptual == "none" else 0.3))
+                          seed=seed, weights=LossWeights(l2=1.0, perceptual=0.0 if perceptual == "none" else 0.3))
+    return InversionRequest(target=target, operators=ops, known=known, config=cfg)
+
+
+def time_run(model, *, steps: int, bf16: bool, perceptual: str, task_mask: bool) -> float:
+    """Seconds per step of one run (frames only at the end)."""
+    req = bench_request(model.resolution, steps=steps, bf16=bf16, perceptual=perceptual, task_mask=task_mask)
     t0 = time.perf_counter()
-    frames = list(run(model, InversionRequest(target=target, operators=ops, known=known, config=cfg)))
+    frames = list(run(model, req))
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / frames[-1].step
+
+
+def step_flops(model: EngineModel, *, batch: int, bf16: bool, perceptual: str, task_mask: bool) -> int:
+    """FLOPs of one optimisation step of `batch` stacked runs: generator, operator, perceptual network and
+    losses, forward and backward (matmuls and convolutions, as torch.utils.flop_counter counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    kind = perceptual if perceptual != "none" else "none"
+    extractor, kind, messages = build_extractor(kind, D=model.D, device=model.device)
+    runs = [new_run(model, bench_request(model.resolution, steps=10, bf16=bf16, perceptual=perceptual,
+                                         task_mask=task_mask, seed=i), extractor, messages, kind)
+            for i in range(batch)]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        adam_step(model, runs, extractor)
+    return int(counter.get_total_flops())
+
+
+def set_fp32_matmul(precision: str) -> None:
+    """'tf32' lets CUDA matmuls/convolutions use TF32 tensor cores; 'fp32' (and 'bf16') keeps IEEE fp32."""
+    mode = "tf32" if precision == "tf32" else "ieee"
+    with contextlib.suppress(AttributeError, RuntimeError):
+        torch.backends.cuda.matmul.fp32_precision = mode
+        torch.backends.cudnn.conv.fp32_precision = mode
 
 
 def time_concurrent(model, n: int, *, steps: int, bf16: bool, perceptual: str, task_mask: bool) -> float:
@@ -58,19 +94,8 @@ def time_concurrent(model, n: int, *, steps: int, bf16: bool, perceptual: str, t
     import threading
 
     from engine.batched import BatchedEngine
-    r = model.resolution
-    rng = np.random.default_rng(1)
-    reqs = []
-    for i in range(n):
-        target = rng.integers(0, 255, (r, r, 3), dtype=np.uint8)
-        known, ops = None, (OperatorSpec("identity"),)
-        if task_mask:
-            known = np.ones((r, r), bool)
-            known[r // 4: 3 * r // 4, r // 4: 3 * r // 4] = False
-            ops = (OperatorSpec("mask"),)
-        cfg = InversionConfig(latent_space="w+", steps=steps, preview_every=steps, bf16=bf16, perceptual=perceptual,
-                              seed=i, weights=LossWeights(l2=1.0, perceptual=0.0 if perceptual == "none" else 0.3))
-        reqs.append(InversionRequest(target=target, operators=ops, known=known, config=cfg))
+    reqs = [bench_request(model.resolution, steps=steps, bf16=bf16, perceptual=perceptual, task_mask=task_mask,
+                          seed=i + 1) for i in range(n)]
     eng = BatchedEngine(model, max_batch=max(8, n))
     try:
         t0 = time.perf_counter()
@@ -85,6 +110,11 @@ def time_concurrent(model, n: int, *, steps: int, bf16: bool, perceptual: str, t
         eng.close()
 
 
+def _rate(flops_per_s: float, peak_tflops: float) -> str:
+    text = f"{flops_per_s / 1e12:.3f} TFLOP/s"
+    return text + (f" = {flops_per_s / 1e12 / peak_tflops * 100:.1f}% of {peak_tflops:g}" if peak_tflops else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.splitlines()[0])
     p.add_argument("--res", type=int, nargs="+", default=[64, 128, 256])
@@ -95,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                       "none"))
     p.add_argument("--size", default="bundled", choices=("bundled", "official"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=("fp32", "tf32", "bf16"),
+                   help="tf32: fp32 tensors with TF32 tensor-core maths (CUDA only)")
+    p.add_argument("--peak-tflops", type=float, default=0.0,
+                   help="the device's peak dense TFLOP/s for the precision measured (e.g. an H100 SXM: 989 bf16, "
+                        "495 tf32, 67 fp32), to print the share of it reached")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--inpaint", action="store_true", help="use the mask operator (inpainting) instead of identity")
     p.add_argument("--concurrent", type=int, nargs="*", default=[],
@@ -111,13 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     for lm in loaded:
         model = prepare(lm, device=dev)
         for prec in a.precision:
+            if prec == "tf32" and model.device.type != "cuda":
+                print(f"{lm.config.name:>14}: tf32 is a CUDA setting; skipped on {dev}")
+                continue
+            set_fp32_matmul(prec)
             bf16 = prec == "bf16"
             time_run(model, steps=3, bf16=bf16, perceptual=a.perceptual, task_mask=a.inpaint)  # warm-up
             times = [time_run(model, steps=a.steps, bf16=bf16, perceptual=a.perceptual, task_mask=a.inpaint)
                      for _ in range(a.repeats)]
             med = statistics.median(times)
+            flops = step_flops(model, batch=1, bf16=bf16, perceptual=a.perceptual, task_mask=a.inpaint)
             print(f"{lm.config.name:>14} {model.resolution:>4}px {prec:>5}: {1 / med:7.1f} steps/s "
-                  f"({med * 1000:.1f} ms/step, median of {a.repeats})", flush=True)
+                  f"({med * 1000:.1f} ms/step, median of {a.repeats}); {flops / 1e9:.2f} GFLOP/step, "
+                  f"{_rate(flops / med, a.peak_tflops)}", flush=True)
             base = None
             for n in a.concurrent:
                 rates = [time_concurrent(model, n, steps=a.steps, bf16=bf16, perceptual=a.perceptual,
@@ -125,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                 rate = statistics.median(rates)
                 base = base or (rate if n == 1 else None)
                 ratio = f" ({rate / base:.2f}x the 1-run total)" if base else ""
+                fl = step_flops(model, batch=n, bf16=bf16, perceptual=a.perceptual, task_mask=a.inpaint)
                 print(f"{'':>14} {model.resolution:>4}px {prec:>5}: {n} concurrent runs: {rate:7.1f} steps/s total"
-                      f"{ratio}", flush=True)
+                      f"{ratio}, {n / rate * 1000:.1f} ms per batched step, "
+                      f"{_rate(fl * rate / n, a.peak_tflops)}", flush=True)
     return 0
 
 
