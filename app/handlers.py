@@ -45,6 +45,7 @@ from engine.types import LATENT_SPACES
 from models import CheckpointError
 
 from . import render
+from .memory import release_free_memory
 from .model_cache import ModelCache, describe, resolve
 from .settings import Settings
 from .uploads import UploadError, check_mask_coverage, fit_to_square, load_image, load_mask
@@ -658,6 +659,7 @@ class Handlers:
         finally:
             handle.cancel()  # the run stops before its next step (also when Gradio closes us: Stop / disconnect)
             self._exit()
+            release_free_memory()
         if final is None:
             if best is None:
                 raise user_error(f"The time limit of {self.settings.time_limit:g} s was reached before the first "

@@ -229,8 +229,11 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_torgb = 1
 
-    def noise_layers(self) -> list[SynthesisLayer]:
+    def conv_layers(self) -> list[SynthesisLayer]:
         return [layer for layer in (getattr(self, "conv0", None), self.conv1) if layer is not None]
+
+    def noise_layers(self) -> list[SynthesisLayer]:
+        return [layer for layer in self.conv_layers() if layer.use_noise]
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, *,
                 noise_mode: str = "random", noises: Sequence[torch.Tensor | None] = (None, None),
@@ -284,8 +287,7 @@ class SynthesisNetwork(nn.Module):
 
     def noise_buffers(self) -> list[torch.Tensor]:
         """The constant noise maps `[1, 1, r, r]` (copies) in `noise_layers()` order, for optimisation."""
-        return [layer.noise_const.detach().clone()[None, None] for layer in self.noise_layers()
-                if layer.use_noise]
+        return [layer.noise_const.detach().clone()[None, None] for layer in self.noise_layers()]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", *,
                 noises: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
@@ -301,7 +303,8 @@ class SynthesisNetwork(nn.Module):
         for block in self.blocks():
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            block_noises = [next(noise_iter) if noise_iter is not None else None for _ in block.noise_layers()]
+            block_noises = [next(noise_iter) if noise_iter is not None and layer.use_noise else None
+                            for layer in block.conv_layers()]
             x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noises, dtype=dtype)
         return img.float()
 

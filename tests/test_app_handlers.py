@@ -471,3 +471,16 @@ def test_settings_and_cli_validation(capsys):
 def test_tasks_cover_the_engine():
     import engine.types
     assert set(TASKS) == set(engine.types.TASKS)
+
+
+def test_release_free_memory_is_safe_to_call_from_many_threads():
+    from app.memory import release_free_memory
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(release_free_memory())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8
+    if sys.platform.startswith("linux"):
+        assert release_free_memory() is True  # glibc: trimmed (nothing else is trimming now)

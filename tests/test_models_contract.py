@@ -262,3 +262,13 @@ def test_tiny_models_are_seeded_and_leave_global_rng_alone():
     assert torch.equal(a.G(z), b.G(z))
     assert not torch.allclose(a.G(z), c.G(z))
     assert isinstance(a, models.LoadedModel) and a.config.resolution == 16
+
+
+def test_a_synthesis_network_without_noise_inputs_takes_no_noise_maps():
+    """use_noise=False (e.g. a converted checkpoint without noise): nothing to optimise, `noises=[]` is valid."""
+    from models.stylegan2 import SynthesisNetwork
+    torch.manual_seed(0)
+    S = SynthesisNetwork(w_dim=16, img_resolution=16, channel_base=256, channel_max=32, use_noise=False)
+    assert S.noise_layers() == [] and S.noise_buffers() == []
+    ws = torch.randn(2, S.num_ws, 16)
+    assert torch.equal(S(ws, noises=S.noise_buffers()), S(ws, noise_mode="const"))
