@@ -21,12 +21,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="also open a public *.gradio.live link (needs network)")
-    p.add_argument("--concurrency", type=int, default=1, help="inversions running at the same time (default 1)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="inversions running at the same time, stacked into shared batches (default 4)")
     p.add_argument("--queue-size", type=int, default=16, help="requests allowed to wait (default 16)")
     p.add_argument("--max-steps", type=int, default=1000, help="step cap per run (default 1000)")
     p.add_argument("--time-limit", type=float, default=120.0, help="seconds per run before the best result so "
                                                                     "far is returned (default 120)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: 1 on a CPU, where one thread per engine lane is fastest)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="batched-engine lanes (default: one per CPU core on a CPU, 1 on a GPU)")
     p.add_argument("--no-batching", action="store_true",
                    help="run each inversion on its own instead of stacking concurrent runs into one batch")
     p.add_argument("--no-preload", action="store_true", help="do not load the default model at start-up")
@@ -47,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(model=args.model, device=args.device, host=args.host, port=args.port, share=args.share,
                             concurrency=args.concurrency, queue_size=args.queue_size, max_steps=args.max_steps,
-                            time_limit=args.time_limit, threads=args.threads, batching=not args.no_batching)
+                            time_limit=args.time_limit, threads=args.threads, workers=args.workers,
+                            batching=not args.no_batching)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -55,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
         return 2
     os.environ.update(settings.gradio_env)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     cleanup_stale_runs(settings)
 

@@ -326,7 +326,8 @@ class Handlers:
         with self._lock:
             hit = self._engines.get(id(model))
             if hit is None or hit[0] is not model:
-                hit = (model, BatchedEngine(model, max_batch=self.settings.max_batch))
+                hit = (model, BatchedEngine(model, max_batch=self.settings.max_batch,
+                                            workers=self.settings.engine_workers))
                 self._engines[id(model)] = hit
             return hit[1]
 

@@ -28,7 +28,11 @@ class Settings:
     max_steps: optimisation steps a single run may take (larger requests are clamped, with a warning).
     time_limit: seconds a single run may take; at the limit the run stops and returns the best result so far.
     concurrency: inversions running at the same time (shared by all tabs); queue_size: waiting requests.
-    threads: torch CPU threads (None: torch's default). On a busy machine 1 is often much faster.
+    threads: torch CPU threads (None: 1 on a CPU, torch's default on a GPU). One thread per engine lane is the
+        fast setting on a CPU: OpenMP teams started from several threads (a web server's worker threads) wait
+        on each other; see engine/batched.py.
+    workers: lanes of the batched engine, each one thread stepping its runs as one batch (None: one per CPU
+        core divided by `threads` on a CPU, 1 on a GPU).
     temp_dir: the app's own folder; every run writes its downloads into a fresh sub-folder of `runs/`.
     heartbeat_s: how often Gradio checks that each client is still there (its GRADIO_HEARTBEAT_INTERVAL; Gradio's
         own default is 15 s): a client that goes away is noticed, its run stopped and its session released within
@@ -42,11 +46,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False
-    concurrency: int = 1
+    concurrency: int = 4
     queue_size: int = 16
     max_steps: int = 1000
     time_limit: float = 120.0
     threads: int | None = None
+    workers: int | None = None
     temp_dir: Path = field(default_factory=default_temp_dir)
     max_file_size: str = "20mb"
     display_size: int = 256
@@ -75,6 +80,8 @@ class Settings:
             problems.append(f"heartbeat_s must be a number of seconds in (0, 60], got {self.heartbeat_s!r}")
         if not isinstance(self.frames_kept, int) or self.frames_kept < 2:
             problems.append(f"frames_kept must be an integer >= 2, got {self.frames_kept!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            problems.append(f"workers must be a positive integer, got {self.workers!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             problems.append(f"threads must be a positive integer, got {self.threads!r}")
         if self.device != "cpu" and not str(self.device).startswith("cuda"):
@@ -82,6 +89,21 @@ class Settings:
         if problems:
             raise ValueError("; ".join(problems))
         object.__setattr__(self, "temp_dir", Path(self.temp_dir))
+
+    @property
+    def torch_threads(self) -> int | None:
+        """Threads to give torch (None: leave torch's choice)."""
+        if self.threads is not None:
+            return self.threads
+        return 1 if self.device == "cpu" else None
+
+    @property
+    def engine_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        if self.device != "cpu":
+            return 1
+        return max(1, (os.cpu_count() or 1) // (self.torch_threads or 1))
 
     @property
     def gradio_env(self) -> dict[str, str]:

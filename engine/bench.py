@@ -89,14 +89,15 @@ def set_fp32_matmul(precision: str) -> None:
         torch.backends.cudnn.conv.fp32_precision = mode
 
 
-def time_concurrent(model, n: int, *, steps: int, bf16: bool, perceptual: str, task_mask: bool) -> float:
+def time_concurrent(model, n: int, *, steps: int, bf16: bool, perceptual: str, task_mask: bool,
+                    workers: int = 1) -> float:
     """Total optimisation steps/s of `n` simultaneous runs through the batched multi-run engine."""
     import threading
 
     from engine.batched import BatchedEngine
     reqs = [bench_request(model.resolution, steps=steps, bf16=bf16, perceptual=perceptual, task_mask=task_mask,
                           seed=i + 1) for i in range(n)]
-    eng = BatchedEngine(model, max_batch=max(8, n))
+    eng = BatchedEngine(model, max_batch=max(8, n), workers=workers)
     try:
         t0 = time.perf_counter()
         iters = [eng.submit(q) for q in reqs]
@@ -131,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="the device's peak dense TFLOP/s for the precision measured (e.g. an H100 SXM: 989 bf16, "
                         "495 tf32, 67 fp32), to print the share of it reached")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--layout", nargs="+", default=["channels_last"], choices=("channels_last", "contiguous"),
+                   help="memory layout of the convolution weights (engine.prepare's channels_last)")
     p.add_argument("--inpaint", action="store_true", help="use the mask operator (inpainting) instead of identity")
+    p.add_argument("--workers", type=int, default=1,
+                   help="lanes of the batched engine (on a CPU: one per core, with --threads 1)")
     p.add_argument("--concurrent", type=int, nargs="*", default=[],
                    help="also measure total steps/s of N simultaneous runs (batched engine), e.g. 1 2 4 8")
     a = p.parse_args(argv)
@@ -142,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
           f"task={'inpaint' if a.inpaint else 'reconstruct'} steps={a.steps} repeats={a.repeats}")
     loaded = [models.load_model(a.model, device=dev)] if a.model else [random_model(r, size=a.size, device=dev)
                                                                          for r in a.res]
-    for lm in loaded:
-        model = prepare(lm, device=dev)
+    for lm, layout in [(lm, layout) for lm in loaded for layout in a.layout]:
+        model = prepare(lm, device=dev, channels_last=layout == "channels_last")
+        if len(a.layout) > 1:
+            print(f"# {lm.config.name}: {layout}")
         for prec in a.precision:
             if prec == "tf32" and model.device.type != "cuda":
                 print(f"{lm.config.name:>14}: tf32 is a CUDA setting; skipped on {dev}")
@@ -161,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             base = None
             for n in a.concurrent:
                 rates = [time_concurrent(model, n, steps=a.steps, bf16=bf16, perceptual=a.perceptual,
-                                         task_mask=a.inpaint) for _ in range(a.repeats)]
+                                         task_mask=a.inpaint, workers=a.workers) for _ in range(a.repeats)]
                 rate = statistics.median(rates)
                 base = base or (rate if n == 1 else None)
                 ratio = f" ({rate / base:.2f}x the 1-run total)" if base else ""
                 fl = step_flops(model, batch=n, bf16=bf16, perceptual=a.perceptual, task_mask=a.inpaint)
-                print(f"{'':>14} {model.resolution:>4}px {prec:>5}: {n} concurrent runs: {rate:7.1f} steps/s total"
+                print(f"{'':>14} {model.resolution:>4}px {prec:>5}: {n} concurrent runs ({a.workers} lane(s)): {rate:7.1f} steps/s total"
                       f"{ratio}, {n / rate * 1000:.1f} ms per batched step, "
                       f"{_rate(fl * rate / n, a.peak_tflops)}", flush=True)
     return 0

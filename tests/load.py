@@ -138,6 +138,22 @@ def disconnects(url: str, pid: int | None, image: Path, args, n: int) -> list[tu
     return rounds
 
 
+def soak_report(samples: list[tuple[float, int]], *, warm_up_s: float = 60.0) -> str:
+    """RSS per minute (median of that minute's samples, which move with the runs in flight) and the growth
+    from the first minute after warm-up to the last one."""
+    minutes: dict[int, list[int]] = {}
+    for t, kb in samples:
+        if t >= warm_up_s:
+            minutes.setdefault(int(t // 60), []).append(kb)
+    if len(minutes) < 2:
+        return "too short to report growth"
+    med = {m: statistics.median(v) / 1024 for m, v in sorted(minutes.items())}
+    first, last = med[min(med)], med[max(med)]
+    series = " ".join(f"{v:.0f}" for v in med.values())
+    return (f"RSS per minute after warm-up (MiB, medians): {series}; first {first:.0f} -> last {last:.0f} MiB "
+            f"({(last - first) / first * 100:+.1f}%)")
+
+
 def pct(values: list[float], q: float) -> str:
     if not values:
         return "n/a"
@@ -232,10 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"server RSS: start {base_rss / 1024:.0f} MiB, peak {rss_kb(pid, 'VmHWM') / 1024:.0f} MiB, "
                   f"end {rss_kb(pid) / 1024:.0f} MiB")
             if a.soak_minutes and len(rss_samples) > 4:
-                warm = [r for t, r in rss_samples if t > 60] or [r for _, r in rss_samples]
-                growth = (warm[-1] - warm[0]) / max(warm[0], 1) * 100
-                print(f"soak: RSS after warm-up {warm[0] / 1024:.0f} MiB -> {warm[-1] / 1024:.0f} MiB "
-                      f"({growth:+.1f}%), max {max(warm) / 1024:.0f} MiB")
+                print("soak: " + soak_report(rss_samples))
         for e in stats.errors[:5]:
             print("  error:", e)
         if a.disconnects:

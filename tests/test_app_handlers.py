@@ -3,6 +3,7 @@ continue/rewind/stop, session isolation; plus the small pure pieces (render, set
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
 import time
@@ -461,7 +462,15 @@ def test_settings_and_cli_validation(capsys):
     with env(GRADIO_SERVER_NAME=None, GRADIO_SERVER_PORT=None):
         a = build_parser().parse_args([])
     assert (a.host, a.port, a.share, a.concurrency, a.queue_size, a.max_steps, a.time_limit) == \
-        ("127.0.0.1", 7860, False, 1, 16, 1000, 120.0)
+        ("127.0.0.1", 7860, False, 4, 16, 1000, 120.0)
+    # On a CPU: one torch thread per engine lane, one lane per core; on a GPU: torch's threads, one lane.
+    cpu = Settings()
+    assert cpu.torch_threads == 1 and cpu.engine_workers == (os.cpu_count() or 1)
+    assert Settings(threads=2, workers=None).engine_workers == max(1, (os.cpu_count() or 1) // 2)
+    gpu = Settings(device="cuda")
+    assert gpu.torch_threads is None and gpu.engine_workers == 1
+    with pytest.raises(ValueError, match="workers"):
+        Settings(workers=0)
     assert main(["--concurrency", "0"]) == 2
     assert "concurrency must be a positive integer" in capsys.readouterr().err
     if not torch.cuda.is_available():

@@ -117,3 +117,23 @@ def test_start_run_reports_engine_errors_to_the_waiter(model):
     with pytest.raises(Exception, match="diverged|non-finite"):
         while True:
             handle.wait(30)
+
+
+def test_two_lanes_share_the_runs_and_each_run_gets_its_own_result(model):
+    t1, _ = target_from_latent(model, seed=1)
+    t2, _ = target_from_latent(model, seed=2)
+    reqs = [InversionRequest(target=t, config=_cfg(steps=60)) for t in (t1, t2, t1, t2)]
+    singles = [list(run(model, r))[-1] for r in reqs[:2]]
+    eng = BatchedEngine(model, workers=2)
+    try:
+        handles = [eng.start(r) for r in reqs]
+        assert all(lane._thread is not None for lane in eng._lanes)  # runs went to both lanes
+        finals = [list(h)[-1] for h in handles]
+    finally:
+        eng.close()
+    for i, f in enumerate(finals):
+        # Equal up to float reduction order, which 60 Adam steps amplify a little (see the test above).
+        assert f.done and float((f.latent - singles[i % 2].latent).abs().max()) < 0.05
+        assert np.abs(f.image.astype(int) - singles[i % 2].image.astype(int)).max() <= 4
+    with pytest.raises(ValueError):
+        BatchedEngine(model, workers=0)
