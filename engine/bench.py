@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = f" ({rate / base:.2f}x the 1-run total)" if base else ""
                 fl = step_flops(model, batch=n, bf16=bf16, perceptual=a.perceptual, task_mask=a.inpaint)
                 print(f"{'':>14} {model.resolution:>4}px {prec:>5}: {n} concurrent runs ({a.workers} lane(s)): {rate:7.1f} steps/s total"
-                      f"{ratio}, {n / rate * 1000:.1f} ms per batched step, "
+                      f"{ratio}, {n / rate * 1000:.1f} ms per step of each run, "
                       f"{_rate(fl * rate / n, a.peak_tflops)}", flush=True)
     return 0
 
