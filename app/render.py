@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from engine.export import upscale
+from engine.imageio import coverage
 
 OUTLINE_RGB = (255, 40, 90)
 WHITE = 255
@@ -47,7 +48,7 @@ def shrink_strokes(rgb: np.ndarray, strokes: np.ndarray, resolution: int) -> tup
     """
     m = strokes.astype(np.float32)
     size = (resolution, resolution)
-    cover = cv2.resize(m, size, interpolation=cv2.INTER_AREA)
+    cover = coverage(strokes, resolution)
     summed = cv2.resize(rgb.astype(np.float32) * m[..., None], size, interpolation=cv2.INTER_AREA)
     small_mask = cover > 1e-3
     colours = np.full((resolution, resolution, 3), WHITE, np.float32)

@@ -1,7 +1,8 @@
 """Image files <-> the engine's uint8 RGB arrays for the CLI and tools (OpenCV; converts BGR at this edge).
 
 `read_rgb` -> `[H, W, 3]` uint8 RGB; `read_mask` -> `[H, W]` bool (True = white/painted, > 127);
-`fit_square` centre-crops and resizes to the model's resolution and says what it did.
+`fit_square` centre-crops and resizes to the model's resolution and says what it did; `fit_mask` does the same
+crop for a mask, where an output pixel is painted when any part of it was (`coverage`).
 """
 from __future__ import annotations
 
@@ -57,7 +58,16 @@ def fit_square(rgb: np.ndarray, resolution: int) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(sq), note
 
 
+def coverage(mask: np.ndarray, resolution: int) -> np.ndarray:
+    """Square bool mask `[S, S]` -> float `[resolution, resolution]`: the painted share of each output pixel."""
+    m = np.ascontiguousarray(mask, dtype=np.float32)
+    return cv2.resize(m, (resolution, resolution), interpolation=cv2.INTER_AREA)  # (enlarging: like nearest)
+
+
 def fit_mask(mask: np.ndarray, resolution: int) -> np.ndarray:
-    """The same crop as `fit_square`, nearest-neighbour resize, for a bool mask."""
-    m, _ = fit_square(mask.astype(np.uint8)[..., None].repeat(3, axis=2) * 255, resolution)
-    return m[..., 0] > 127
+    """The same crop as `fit_square` for a bool mask; an output pixel is painted when any part of it was
+    (so thin strokes survive downscaling; the app's editor masks follow the same rule)."""
+    h, w = mask.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return coverage(mask[top:top + s, left:left + s], resolution) > 1e-3

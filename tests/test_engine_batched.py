@@ -16,6 +16,14 @@ def model():
     return recoverable_model()
 
 
+def _wait_idle(eng: BatchedEngine, timeout: float = 5.0) -> bool:
+    """True once the engine holds no run (dropping a cancelled run happens on its worker thread)."""
+    deadline = time.time() + timeout
+    while eng.active_runs and time.time() < deadline:
+        time.sleep(0.05)
+    return eng.active_runs == 0
+
+
 def _cfg(**kw):
     base = dict(steps=12, preview_every=4, initial_noise_factor=0.0, weights=LossWeights(l2=1.0, perceptual=0.3))
     base.update(kw)
@@ -56,12 +64,7 @@ def test_cancelling_one_run_leaves_the_others(model):
         long_run.close()
         frames = list(short)
         assert frames[-1].done and frames[-1].step == 10
-        for _ in range(50):
-            if eng.active_runs == 0:
-                break
-            import time
-            time.sleep(0.05)
-        assert eng.active_runs == 0
+        assert _wait_idle(eng)
     finally:
         eng.close()
 
@@ -99,12 +102,7 @@ def test_a_handle_waits_with_a_timeout_and_cancels_between_frames(model, batched
         assert woke.is_set(), "cancelling did not end the run"
         with pytest.raises(StopIteration):
             handle.wait(0)
-        if batched:
-            for _ in range(100):
-                if eng.active_runs == 0:
-                    break
-                time.sleep(0.05)
-            assert eng.active_runs == 0
+        assert _wait_idle(eng)
     finally:
         eng.close()
 

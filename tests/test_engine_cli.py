@@ -99,3 +99,15 @@ def test_module_entry_point_runs(env, models_dir):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (env / "sub" / "result.png").is_file()
+
+
+def test_fit_mask_keeps_thin_strokes_like_the_app():
+    """A 1-pixel line on a 512 px mask still marks pixels at 64 px (a nearest-neighbour resize loses it)."""
+    import numpy as np
+
+    from engine.imageio import fit_mask
+    m = np.zeros((512, 640), bool)
+    m[200, 100:500] = True                      # 1 px high, inside the central 512 square
+    small = fit_mask(m, 64)
+    assert small.shape == (64, 64) and small[200 // 8].sum() >= 40 and small.sum() == small[200 // 8].sum()
+    assert not fit_mask(np.zeros((100, 100), bool), 64).any() and fit_mask(np.ones((30, 30), bool), 64).all()
