@@ -38,6 +38,7 @@ import torch
 import engine
 from engine.batched import BatchedEngine
 from engine.export import loss_plot, strip, write_gif, write_mp4, write_png
+from engine.imageio import fit_mask
 from engine.interpolate import common_space, interpolation_frames, lift, render as render_latent
 from engine.state import EditState, save_state
 from engine.tasks import strokes_from_image
@@ -501,7 +502,7 @@ class Handlers:
         if hole_sq.sum() < hole.sum():
             notices.append("Part of the painted region lies outside the central square that is used; that part "
                            "was ignored.")
-        return target, render.shrink_mask(hole_sq, res)
+        return target, fit_mask(hole_sq, res)  # a pixel is painted when any part of it was
 
     def _align(self, rgb: np.ndarray, res: int, notices: list[str]) -> tuple[np.ndarray, tuple | None]:
         """Optional face alignment: (target, (before, after) for display or None)."""

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from engine.export import upscale
-from engine.imageio import coverage
+from engine.imageio import PAINTED_SHARE, coverage
 
 OUTLINE_RGB = (255, 40, 90)
 WHITE = 255
@@ -29,20 +29,11 @@ def center_square(arr: np.ndarray) -> np.ndarray:
     return arr[top:top + s, left:left + s]
 
 
-def shrink_mask(mask: np.ndarray, resolution: int) -> np.ndarray:
-    """Square bool mask -> `[resolution, resolution]`: a pixel is painted when any part of it was painted.
-
-    (Nearest-neighbour sampling would drop thin brush strokes; for inpainting it is also safer to fill a
-    little too much than to keep half-painted pixels.)
-    """
-    cover = cv2.resize(mask.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_AREA)
-    return cover > 1e-3
-
-
 def shrink_strokes(rgb: np.ndarray, strokes: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """Square stroke image + stroke mask -> (colours, mask) at `resolution`.
 
-    A low-resolution pixel is a stroke when any part of it was stroked; its colour is the mean colour of the
+    A low-resolution pixel is a stroke when any part of it was stroked (`engine.imageio.coverage`, the rule the
+    CLI's masks follow too); its colour is the mean colour of the
     stroked part only (so a thin red line stays red instead of fading to pink against the white canvas).
     Pixels without strokes are white.
     """
@@ -50,7 +41,7 @@ def shrink_strokes(rgb: np.ndarray, strokes: np.ndarray, resolution: int) -> tup
     size = (resolution, resolution)
     cover = coverage(strokes, resolution)
     summed = cv2.resize(rgb.astype(np.float32) * m[..., None], size, interpolation=cv2.INTER_AREA)
-    small_mask = cover > 1e-3
+    small_mask = cover > PAINTED_SHARE
     colours = np.full((resolution, resolution, 3), WHITE, np.float32)
     colours[small_mask] = summed[small_mask] / cover[small_mask][:, None]
     return np.clip(np.rint(colours), 0, 255).astype(np.uint8), small_mask

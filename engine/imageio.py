@@ -13,6 +13,9 @@ import numpy as np
 
 from .types import EngineError
 
+PAINTED_SHARE = 1e-3
+"""An output pixel counts as painted when more than this share of it was (i.e. any part of it)."""
+
 
 def read_rgb(path: str | Path) -> np.ndarray:
     p = Path(path)
@@ -70,4 +73,4 @@ def fit_mask(mask: np.ndarray, resolution: int) -> np.ndarray:
     h, w = mask.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    return coverage(mask[top:top + s, left:left + s], resolution) > 1e-3
+    return coverage(mask[top:top + s, left:left + s], resolution) > PAINTED_SHARE
