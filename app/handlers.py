@@ -3,8 +3,9 @@ frames as UI updates. No image maths here (see `app.render`) and no optimisation
 
 `Handlers(settings)` holds what is shared by every visitor: the settings and the model cache. Everything
 about one visitor lives in a `Session` object kept in a `gr.State` (never in module globals), passed in and
-returned by every handler. Each task handler is a generator; Gradio closes it when the user presses Stop,
-and its `finally` closes the engine generator, whose own `finally` releases the optimiser state.
+returned by every handler. Each task handler is a generator; Gradio closes it when the user presses Stop or
+goes away, and its `finally` cancels the engine run (`engine.RunHandle`), which stops before its next step
+and releases its optimiser state. A visitor who disconnects has their Session released at once (`on_unload`).
 
 Outputs of a task tab, in order (`TAB_OUTPUTS`): input view (what the result must match), result, second
 view (what the loss compares; for inpainting the raw generator output), loss plot, status (Markdown),
