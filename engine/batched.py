@@ -18,7 +18,7 @@ import torch
 from .handle import DONE, RunHandle, start_run
 from .inversion import frame_due, make_frame
 from .model import EngineModel
-from .perceptual import build_extractor
+from .perceptual import build_extractor, requested_kind
 from .runstate import RunState, adam_step, new_run, validate_request
 from .types import Frame, InversionRequest
 
@@ -85,8 +85,7 @@ class _ExtractorCache:
         self._built: dict[str, tuple] = {}
 
     def get(self, request: InversionRequest) -> tuple:
-        cfg = request.config
-        kind = cfg.perceptual if cfg.weights.perceptual > 0 else "none"
+        kind = requested_kind(request.config)
         with self._lock:
             if kind not in self._built:
                 self._built[kind] = build_extractor(kind, D=self.model.D, device=self.model.device)

@@ -21,7 +21,7 @@ import torch
 import models
 from engine.inversion import run
 from engine.model import EngineModel, prepare
-from engine.perceptual import build_extractor
+from engine.perceptual import build_extractor, requested_kind
 from engine.runstate import adam_step, new_run
 from engine.types import InversionConfig, InversionRequest, LossWeights, OperatorSpec
 
@@ -70,11 +70,10 @@ def step_flops(model: EngineModel, *, batch: int, bf16: bool, perceptual: str, t
     """FLOPs of one optimisation step of `batch` stacked runs: generator, operator, perceptual network and
     losses, forward and backward (matmuls and convolutions, as torch.utils.flop_counter counts them)."""
     from torch.utils.flop_counter import FlopCounterMode
-    kind = perceptual if perceptual != "none" else "none"
-    extractor, kind, messages = build_extractor(kind, D=model.D, device=model.device)
-    runs = [new_run(model, bench_request(model.resolution, steps=10, bf16=bf16, perceptual=perceptual,
-                                         task_mask=task_mask, seed=i), extractor, messages, kind)
-            for i in range(batch)]
+    reqs = [bench_request(model.resolution, steps=10, bf16=bf16, perceptual=perceptual, task_mask=task_mask,
+                          seed=i) for i in range(batch)]
+    extractor, kind, messages = build_extractor(requested_kind(reqs[0].config), D=model.D, device=model.device)
+    runs = [new_run(model, r, extractor, messages, kind) for r in reqs]
     counter = FlopCounterMode(display=False)
     with counter:
         adam_step(model, runs, extractor)

@@ -16,7 +16,7 @@ import torch
 
 from . import losses as L
 from .model import EngineModel
-from .perceptual import build_extractor
+from .perceptual import build_extractor, requested_kind
 from .runstate import (RunState, adam_step, autocast_for, latent_to_ws, new_run, objective, to_tensor, to_uint8,
                        validate_request)
 from .types import EngineError, Frame, InversionRequest
@@ -66,7 +66,7 @@ def run(model: EngineModel, request: InversionRequest, *, stop: threading.Event 
     `stop` (optional, set from any thread) ends the run before its next step, without a final frame."""
     cfg = request.config
     validate_request(model, request)
-    extractor, kind, messages = build_extractor(cfg.perceptual if cfg.weights.perceptual > 0 else "none",
+    extractor, kind, messages = build_extractor(requested_kind(cfg),
                                                 D=model.D, device=model.device)
     torch.manual_seed(cfg.seed)
     r = new_run(model, request, extractor, messages, kind)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .types import InversionConfig
+
 log = logging.getLogger(__name__)
 VGG16_FILE = "vgg16-397923af.pth"
 _VGG_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
@@ -71,6 +73,11 @@ def find_vgg16_weights(path: str | Path | None = None) -> Path | None:
         if c and Path(c).is_file():
             return Path(c)
     return None
+
+
+def requested_kind(cfg: InversionConfig) -> str:
+    """The feature network a config asks for: its `perceptual` choice, or 'none' when that loss is off."""
+    return cfg.perceptual if cfg.weights.perceptual > 0 else "none"
 
 
 def build_extractor(kind: str, *, D: nn.Module | None, device: torch.device,
