@@ -25,7 +25,7 @@ from PIL import Image
 from .augment import diff_augment
 from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
 from .dataset import load_images, split_files
-from .native import save_model
+from .native import load_native, save_model
 
 log = logging.getLogger("models.train")
 
@@ -238,6 +238,21 @@ class Trainer:
                 b_ema.copy_(b)
 
 
+def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor,
+                      device: torch.device) -> tuple[ModelConfig, Trainer]:
+    """A Trainer whose G, G_ema and D come from a native model (the shipped files keep G_ema and D only)."""
+    config, G_ema, D = load_native(path, device="cpu", with_discriminator=True)
+    if D is None:
+        raise ValueError(f"{path}: has no discriminator, so it cannot be trained on")
+    trainer = Trainer(opts, config, images, device)
+    g_state = {k: v.float() if v.is_floating_point() else v for k, v in G_ema.state_dict().items()}
+    trainer.G.load_state_dict(g_state)
+    trainer.G_ema.load_state_dict(g_state)
+    trainer.D.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in D.state_dict().items()})
+    trainer.nimg = int(config.images_seen or 0)
+    return config, trainer
+
+
 def export(trainer: Trainer, path: Path, *, licence: str, provenance: str, name: str,
            dtype: torch.dtype = torch.float16) -> Path:
     """Write G_ema + D as a native model with provenance and images seen."""
@@ -255,6 +270,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kimg", type=float, default=100.0, help="train until this many thousand images seen")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--resume", help="state.pt to continue from")
+    p.add_argument("--resume-model", help="native NAME.safetensors to continue from (G and G_ema start from its "
+                   "G_ema, D from its D; fresh optimiser state): the shipped models are their own resume point")
+    p.add_argument("--images-seen", type=int, help="with --resume-model: count from here instead of the model's "
+                   "images_seen (e.g. 0 for a fine-tune on new data)")
+    p.add_argument("--domain", help="domain recorded in the exported config (default: the data folder's name)")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
@@ -296,8 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(opts, config, images, device)
         trainer.load_state(s)
         log.info("resumed from %s at %d images", a.resume, trainer.nimg)
+    elif a.resume_model:
+        config, trainer = resume_from_model(a.resume_model, opts, images, device)
+        if a.images_seen is not None:
+            trainer.nimg = a.images_seen
+        log.info("resumed from model %s at %d images (fresh optimiser state)", a.resume_model, trainer.nimg)
     else:
         trainer = Trainer(opts, config, images, device)
+    if a.domain:
+        trainer.config = trainer.config.replace(domain=a.domain)
     stop = StopFlag()
     stop.install()
     provenance = (f"trained by models.train on {Path(a.data).name} ({len(train_files)} images, "
