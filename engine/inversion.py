@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from . import losses as L
+from .metrics import psnr, ssim
 from .model import EngineModel
 from .perceptual import build_extractor, requested_kind
 from .runstate import (RunState, adam_step, autocast_for, latent_to_ws, new_run, objective, to_tensor, to_uint8,
                        validate_request)
 from .types import EngineError, Frame, InversionRequest
 
-__all__ = ["make_frame", "run", "to_tensor", "to_uint8", "validate_request"]
+__all__ = ["frame_quality", "make_frame", "run", "to_tensor", "to_uint8", "validate_request"]
 log = logging.getLogger(__name__)
 
 
@@ -37,11 +38,21 @@ def make_frame(model: EngineModel, r: RunState, *, final: bool) -> Frame:
             degraded = r.chain(img)
     if not all(np.isfinite(v) for v in losses.values()):
         raise EngineError("the optimisation diverged (non-finite loss): lower the learning rate")
-    return Frame(step=r.step, total=r.cfg.steps, image=to_uint8(img), degraded=to_uint8(degraded), losses=losses,
+    seen = to_uint8(degraded)
+    quality = frame_quality(seen, r)
+    return Frame(step=r.step, total=r.cfg.steps, image=to_uint8(img), degraded=seen, losses=losses,
                  elapsed=time.perf_counter() - r.t0, latent=r.param.detach()[0].float().cpu().clone(),
                  latent_space=r.cfg.latent_space,
                  noises=tuple(n.detach()[0].cpu().clone() for n in r.noises) or None,
-                 messages=r.messages, done=final)
+                 messages=r.messages, done=final, **quality)
+
+
+def frame_quality(seen: np.ndarray, r: RunState) -> dict[str, float]:
+    """PSNR and SSIM of what the loss compares: `seen` (operator(G), uint8) against the run's projected target
+    over its known pixels (Frame's psnr/ssim fields)."""
+    target = to_uint8(r.target)
+    known = r.known[0, 0].detach().cpu().numpy() > 0.5
+    return {"psnr": psnr(seen, target, known), "ssim": ssim(seen, target, known)}
 
 
 def frame_due(r: RunState) -> bool:

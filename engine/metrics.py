@@ -1,4 +1,5 @@
-"""Image quality metrics on uint8 RGB `[H, W, 3]` arrays: PSNR (dB) and SSIM (Gaussian 11x11, sigma 1.5)."""
+"""Image quality metrics on uint8 RGB `[H, W, 3]` arrays: PSNR (dB) and SSIM (Gaussian 11x11, sigma 1.5), each
+optionally restricted to a bool mask `[H, W]` (True = counted; for SSIM, windows centred on counted pixels)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,13 +7,32 @@ import torch
 import torch.nn.functional as F
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    d2 = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        if not m.any():
+            return float("nan")
+        d2 = d2[m]
+    mse = float(d2.mean())
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM over channels (Wang et al. 2004 constants, data range 255)."""
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM over channels (Wang et al. 2004 constants, data range 255); NaN when the mask counts no window."""
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        if m.shape[0] < 11 or m.shape[1] < 11:
+            return float("nan")
+        inner = m[5:-5, 5:-5]
+        if not inner.any():
+            return float("nan")
+        return float(_ssim_map(a, b)[:, :, inner].mean())
+    return float(_ssim_map(a, b).mean())
+
+
+def _ssim_map(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+    """Per-channel SSIM map `[3, 1, H-10, W-10]` (valid windows only)."""
     x = torch.from_numpy(a.astype(np.float64)).permute(2, 0, 1)[:, None]
     y = torch.from_numpy(b.astype(np.float64)).permute(2, 0, 1)[:, None]
     r = torch.arange(11, dtype=torch.float64) - 5
@@ -24,5 +44,4 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     syy = F.conv2d(y * y, win) - mu_y ** 2
     sxy = F.conv2d(x * y, win) - mu_x * mu_y
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
-    return float(s.mean())
+    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))

@@ -137,6 +137,8 @@ class Frame:
     noises: tuple[torch.Tensor, ...] | None = None  # CPU noise maps when noise is optimised
     messages: tuple[str, ...] = ()                  # notices (e.g. perceptual fallback)
     done: bool = False
+    psnr: float = float("nan")  # dB, `degraded` vs the (projected) target over the known pixels: what the loss sees
+    ssim: float = float("nan")  # SSIM of the same pair (windows centred on known pixels)
 
     @property
     def steps_per_s(self) -> float:
