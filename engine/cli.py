@@ -2,8 +2,10 @@
 
 Tasks: reconstruct, inpaint, colorize, deblur, superres, scribble, interpolate. Inpaint masks are white =
 fill; scribble masks are white = stroke (without one, every non-white pixel of the input is a stroke).
-Writes result.png, latent.pt, progress.png/.gif, loss.png (and interpolation.gif/.mp4). Errors: one line
-on stderr, exit status 2.
+Face models align the face first (dlib); other models use `--crop X,Y,SIDE` (default: the centred square).
+Writes result.png (model resolution), composite.png (the result put back into the photo at the photo's own
+resolution), quality.csv (PSNR/SSIM per frame), latent.pt, progress.png/.gif, loss.png (and
+interpolation.gif/.mp4). Errors: one line on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ import torch
 
 from models import CheckpointError, load_model
 
-from .export import loss_plot, strip, write_gif, write_mp4, write_png
-from .imageio import fit_mask, fit_square, read_mask, read_rgb
+from .export import loss_plot, strip, write_gif, write_mp4, write_png, write_quality_csv
+from .framing import frame_photo, is_face_model
+from .imageio import read_mask, read_rgb
 from .interpolate import common_space, interpolation_frames, lift
 from .inversion import run
 from .model import EngineModel, prepare
+from .photo import CropBox, mask_to_frame, photo_composite, to_frame
 from .state import EditState, save_state
 from .tasks import default_config, request_for_task
 from .types import TASKS, EngineError, Frame, LossWeights
@@ -41,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input2", help="second image (interpolate)")
     p.add_argument("--mask", help="inpaint: white = fill; scribble: white = stroke")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--crop", help="X,Y,SIDE: the square of the photo the model sees (default: centred square)")
+    p.add_argument("--no-align", action="store_true", help="face models: use the crop instead of aligning the face")
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--latent-space", choices=("z", "w", "w+"))
@@ -48,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l1", type=float)
     p.add_argument("--l2", type=float)
     p.add_argument("--perceptual", type=float, help="perceptual loss weight")
-    p.add_argument("--perceptual-net", choices=("discriminator", "vgg16", "vgg16-random", "none"))
+    p.add_argument("--perceptual-net", choices=("discriminator", "mobilenet", "vgg16", "vgg16-random", "none"))
     p.add_argument("--latent-dist", type=float, help="latent-distance regulariser weight")
     p.add_argument("--realism", type=float)
     p.add_argument("--optimize-noise", action="store_true")
@@ -86,25 +92,39 @@ def _config(a: argparse.Namespace, task: str, arch: str):
     return cfg
 
 
+def _crop(spec: str | None) -> CropBox | None:
+    if not spec:
+        return None
+    try:
+        x, y, side = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise EngineError(f"--crop must be X,Y,SIDE (three whole numbers), got {spec!r}") from None
+    if side <= 0:
+        raise EngineError(f"--crop SIDE must be positive, got {side}")
+    return CropBox(x, y, side)
+
+
 def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str, out: Path,
                 *, tag: str = "") -> Frame:
     from tqdm import tqdm
     rgb = read_rgb(path)
-    target, note = fit_square(rgb, model.resolution)
+    align = task != "scribble" and not a.no_align and is_face_model(model.config.name, model.config.domain)
+    placement, note = frame_photo(rgb, model.resolution, align_face=align, crop=_crop(a.crop))
+    target = to_frame(rgb, placement)
     log.info("input %s: %s", Path(path).name, note)
-    painted = None
+    painted = photo_painted = None
     if a.mask and task in ("inpaint", "scribble"):
-        m = read_mask(a.mask)
-        if m.shape != rgb.shape[:2]:
-            raise EngineError(f"mask size {m.shape[1]}x{m.shape[0]} does not match the input's "
-                              f"{rgb.shape[1]}x{rgb.shape[0]}")
-        painted = fit_mask(m, model.resolution)
+        photo_painted = read_mask(a.mask)
+        if photo_painted.shape != rgb.shape[:2]:
+            raise EngineError(f"mask size {photo_painted.shape[1]}x{photo_painted.shape[0]} does not match the "
+                              f"input's {rgb.shape[1]}x{rgb.shape[0]}")
+        painted = mask_to_frame(photo_painted, placement)
     if task == "inpaint" and painted is None:
         raise EngineError("inpaint needs --mask (white = region to fill)")
     cfg = _config(a, task if task in TASKS else "reconstruct", getattr(model.G, "arch", "stylegan2"))
     req = request_for_task(task, target, painted=painted, config=cfg, kernel_size=a.kernel_size, sigma=a.sigma,
                            factor=a.factor, degrade_input=a.degrade_input)
-    frames, history = [], []
+    frames, history, quality = [], [], []
     last = None
     with tqdm(total=cfg.steps, desc=f"{task}{tag}", unit="step") as bar:
         for f in run(model, req):
@@ -112,10 +132,13 @@ def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str,
             bar.set_postfix(loss=f"{f.losses['total']:.4f}")
             frames.append(f.image)
             history.append((f.step, f.losses))
+            quality.append((f.step, f.losses["total"], f.psnr, f.ssim))
             last = f
     for m in last.messages:
         print(f"note: {m}", file=sys.stderr)
     write_png(out / f"result{tag}.png", last.image)
+    write_png(out / f"composite{tag}.png", photo_composite(task, rgb, last.image, placement, painted=photo_painted))
+    write_quality_csv(out / f"quality{tag}.csv", quality)
     write_png(out / f"target{tag}.png", req.target)
     write_png(out / f"degraded{tag}.png", last.degraded)
     write_png(out / f"progress{tag}.png", strip(frames))

@@ -86,3 +86,11 @@ def loss_plot(history: Sequence[tuple[int, dict[str, float]]], *, width: int = 4
     cv2.putText(img, f"1e{hi:.1f}", (2, y0 + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1)
     cv2.putText(img, f"1e{lo:.1f}", (2, y1), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1)
     return img
+
+
+def write_quality_csv(path: str | Path, rows: Sequence[tuple[int, float, float, float]]) -> Path:
+    """Per-frame figures (step, total loss, PSNR dB, SSIM of what the loss compares) as CSV."""
+    path = Path(path)
+    lines = ["step,loss,psnr_db,ssim"] + [f"{s},{loss:.6g},{p:.3f},{q:.4f}" for s, loss, p, q in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

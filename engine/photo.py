@@ -286,19 +286,37 @@ def colorize_composite(photo: np.ndarray, result: np.ndarray, placement: Placeme
     return from_luma_chroma(luma(photo), cbcr)
 
 
+def enlarged(photo: np.ndarray, placement: Placement, factor: int) -> tuple[np.ndarray, Placement]:
+    """The photo enlarged `factor` times (cubic) and the same placement on the enlarged pixel grid."""
+    if factor <= 1:
+        return photo, placement
+    h, w = photo.shape[:2]
+    big = cv2.resize(photo, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC)
+    k = float(factor)
+    pre = np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5], [0, 0, 1]])  # big pixel -> photo pixel
+    box = None if placement.box is None else CropBox(placement.box.x * factor, placement.box.y * factor,
+                                                     placement.box.side * factor)
+    return big, Placement(placement.matrix @ pre, placement.size, (h * factor, w * factor), placement.kind, box)
+
+
 def photo_composite(task: str, photo: np.ndarray, result: np.ndarray, placement: Placement, *,
                     painted: np.ndarray | None = None) -> np.ndarray:
-    """The composite a task returns: inpaint pastes the painted region, colorize transfers chroma, scribble has
-    no photo (the result itself), the rest paste the whole frame back."""
+    """The composite a task returns, at the photo's own size: inpaint pastes the painted region, colorize
+    transfers chroma, scribble has no photo (the result itself), the rest paste the whole frame back. Super-
+    resolution enlarges the photo first when the frame has more pixels than the region it covers (so the
+    result keeps its resolution)."""
     if task == "inpaint":
         return composite(photo, result, placement, painted=painted)
     if task == "colorize":
         return colorize_composite(photo, result, placement)
     if task == "scribble":
         return np.ascontiguousarray(result)
+    if task == "superres":
+        photo, placement = enlarged(photo, placement, math.ceil(placement.scale * result.shape[0] / placement.size
+                                                                - 1e-6))
     return composite(photo, result, placement)
 
 
 __all__ = ["CropBox", "Placement", "chroma", "clamp_crop", "colorize_composite", "composite", "crop_from_fractions",
-           "crop_placement", "default_crop", "face_placement", "feather_px", "footprint", "from_frame",
+           "crop_placement", "default_crop", "enlarged", "face_placement", "feather_px", "footprint", "from_frame",
            "from_luma_chroma", "luma", "mask_to_frame", "photo_composite", "region_weight", "to_frame", "warp"]

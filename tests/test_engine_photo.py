@@ -141,3 +141,18 @@ def test_luminance_is_kept_when_the_colour_leaves_the_rgb_cube():
     rgb = photo.from_luma_chroma(y, cbcr)
     assert np.abs(photo.luma(rgb) - y).max() < 1.0
     assert psnr(rgb[0, 2:3], np.full((1, 3), 128, np.uint8)) > 40
+
+
+@pytest.mark.parametrize("name,domain,face", [
+    ("face64", "faces-utk-128", True), ("ffhq", "human faces (FFHQ)", True), ("metfaces", "faces in art", True),
+    ("afhqcat", "cat faces (AFHQ cat)", False), ("cat64", "cats-afhq-128", False), ("tiny32", "random", False)])
+def test_face_models_are_recognised(name, domain, face):
+    from engine.framing import is_face_model
+    assert is_face_model(name, domain) is face
+
+
+def test_frame_photo_falls_back_to_the_crop_without_a_face():
+    from engine.framing import frame_photo
+    img = smooth_photo(120, 200, seed=6)  # no face in it
+    p, note = frame_photo(img, 64, align_face=True, crop=photo.CropBox(10, 5, 100))
+    assert p.kind == "crop" and (p.box.x, p.box.y, p.box.side) == (10, 5, 100) and "no face" in note
