@@ -1,4 +1,4 @@
-"""`python -m app [--model NAME_OR_PATH] [--device cpu|cuda] [--host H] [--port P] [--share] ...`
+"""`python -m app [--models cat=NAME,face=NAME] [--model NAME_OR_PATH] [--device cpu|cuda] [--port P] ...`
 
 Starts the LatentBrush web app (default http://127.0.0.1:7860) with the bundled models, offline.
 """
@@ -16,6 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="default model: bundled name (cat64, face64, ...), catalogue name or checkpoint path "
                         "(default: the first bundled model)")
+    p.add_argument("--models", default=None, metavar="DOMAIN=MODEL,...",
+                   help="the model standing for each domain, e.g. cat=afhqcat,face=ffhq: Scribble starts on the "
+                        "cat model, the photo tabs on the face model; all are loaded at start-up "
+                        "(default: the bundled cat=cat64,face=face64)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
@@ -33,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batched-engine lanes (default: one per CPU core on a CPU, 1 on a GPU)")
     p.add_argument("--no-batching", action="store_true",
                    help="run each inversion on its own instead of stacking concurrent runs into one batch")
-    p.add_argument("--no-preload", action="store_true", help="do not load the default model at start-up")
+    p.add_argument("--no-preload", action="store_true", help="do not load the models at start-up")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -44,12 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: PLC0415 - keep `--help` fast
 
+    from .domains import parse_models
     from .handlers import Handlers, cleanup_stale_runs
     from .settings import Settings
     from .ui import build_demo, launch_kwargs
 
     try:
-        settings = Settings(model=args.model, device=args.device, host=args.host, port=args.port, share=args.share,
+        domain_models = parse_models(args.models) if args.models is not None else None
+        settings = Settings(model=args.model, models=domain_models, device=args.device, host=args.host,
+                            port=args.port, share=args.share,
                             concurrency=args.concurrency, queue_size=args.queue_size, max_steps=args.max_steps,
                             time_limit=args.time_limit, threads=args.threads, workers=args.workers,
                             batching=not args.no_batching)
@@ -75,19 +82,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _preload(handlers) -> None:
-    """Load + prepare the default model in the background so the first run starts sooner."""
+    """Load + prepare the start-up models (`--model`, each domain's model) in the background, so that first
+    runs start sooner."""
+    from .domains import preload_names  # noqa: PLC0415
     from .model_cache import default_model, resolve  # noqa: PLC0415
 
     log = logging.getLogger("app")
-    name = default_model(handlers.settings)
-    if not name:
+    names = preload_names(handlers.settings) or [n for n in [default_model(handlers.settings)] if n]
+    if not names:
         log.warning("no bundled model found: put NAME.json + NAME.safetensors in assets/models/ or use --model")
         return
-    try:
-        handlers.cache.get(resolve(name, handlers.settings))
-        log.info("model %s ready", name)
-    except Exception as exc:  # noqa: BLE001 - the UI reports the error again when the model is used
-        log.warning("could not preload %s: %s", name, exc)
+    for name in names[:handlers.cache.maxsize]:
+        try:
+            handlers.cache.get(resolve(name, handlers.settings))
+            log.info("model %s ready", name)
+        except Exception as exc:  # noqa: BLE001 - the UI reports the error again when the model is used
+            log.warning("could not preload %s: %s", name, exc)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Which models the app offers, and a thread-safe LRU cache of prepared models (load + prepare once per key).
 
 A model *choice* is what the UI's dropdown (or an API caller) sends: a bundled name (`assets/models/`, or
-`$LATENTBRUSH_MODELS`), a catalogue name (downloaded on first use), the checkpoint path the operator gave
-with `--model`, or a path inside the models/cache folders (checked with `app.uploads.safe_model_path`).
+`$LATENTBRUSH_MODELS`), a catalogue name (downloaded on first use), a checkpoint path the operator gave
+with `--model` or `--models`, or a path inside the models/cache folders (checked with `app.uploads.safe_model_path`).
 Nothing here loads weights except `ModelCache.get`.
 """
 from __future__ import annotations
@@ -47,8 +47,9 @@ def model_choices(settings: Settings) -> list[tuple[str, str]]:
         info = describe(name, settings)
         choices.append((f"{name} ({info.resolution} px, {info.domain})", name))
     values = {v for _, v in choices}
-    if settings.model and settings.model not in values and settings.model not in CATALOGUE:
-        choices.append((f"{Path(settings.model).name} (given at start-up)", settings.model))
+    for given in settings.operator_models:
+        if given not in values and given not in CATALOGUE:
+            choices.append((f"{Path(given).name} (given at start-up)", given))
     for name, entry in CATALOGUE.items():
         cached = (cache_dir() / entry.filename).is_file()
         where = "downloaded" if cached else "download on first use"
@@ -61,7 +62,7 @@ def resolve(choice: str | None, settings: Settings) -> str:
     value = (choice or "").strip()
     if not value:
         raise UploadError("No model is selected. Please choose a model in the 'Model' list.")
-    if value in bundled_names() or value in CATALOGUE or value == settings.model:
+    if value in bundled_names() or value in CATALOGUE or value in settings.operator_models:
         return value
     # Anything else is a path typed by a user: only inside the folders models come from.
     return str(safe_model_path(value, allowed_dirs=[models_dir(), cache_dir()]))

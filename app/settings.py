@@ -12,6 +12,10 @@ ASSETS_DIR = ROOT / "assets"
 EXAMPLES_DIR = ASSETS_DIR / "examples"
 PREFERRED_MODELS = ("cat64", "face64", "cat64-vanilla")
 """Bundled models listed first (in this order) when present; the first one present is the default."""
+DOMAINS = ("cat", "face")
+"""Picture domains a server maps to a model each (`--models cat=afhqcat,face=ffhq`); see app.domains."""
+DEFAULT_DOMAIN_MODELS = (("cat", "cat64"), ("face", "face64"))
+"""The bundled model standing for each domain when the operator names none (used when it is present)."""
 
 
 def default_temp_dir() -> Path:
@@ -39,6 +43,8 @@ class Settings:
         about this long, even when the run streams frames rarely.
     frames_kept: streamed frames a run keeps for rewinding (older ones are thinned out evenly beyond that),
         which bounds a session's memory whatever steps / preview-every an API client asks for.
+    models: (domain, model) pairs the operator gave (`--models`), domains from DOMAINS; None: the bundled
+        DEFAULT_DOMAIN_MODELS that are present. Each tab starts on its domain's model (app.domains).
     """
 
     model: str | None = None
@@ -63,6 +69,7 @@ class Settings:
     model_cache_size: int = 3
     batching: bool = True
     max_batch: int = 8
+    models: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -86,9 +93,13 @@ class Settings:
             problems.append(f"threads must be a positive integer, got {self.threads!r}")
         if self.device != "cpu" and not str(self.device).startswith("cuda"):
             problems.append(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.models is not None:
+            problems.extend(_domain_model_problems(self.models))
         if problems:
             raise ValueError("; ".join(problems))
         object.__setattr__(self, "temp_dir", Path(self.temp_dir))
+        if self.models is not None:
+            object.__setattr__(self, "models", tuple((str(d), str(n)) for d, n in self.models))
 
     @property
     def torch_threads(self) -> int | None:
@@ -119,5 +130,32 @@ class Settings:
         """What the server may serve besides Gradio's own cache: our temp folder and the example images."""
         return [str(self.temp_dir), str(EXAMPLES_DIR)]
 
+    @property
+    def operator_models(self) -> tuple[str, ...]:
+        """Models named at start-up (`--model`, `--models`): offered and accepted even when they are paths."""
+        names = ([self.model] if self.model else []) + [n for _, n in self.models or ()]
+        return tuple(dict.fromkeys(names))
+
     def replace(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
+
+
+def _domain_model_problems(pairs: Any) -> list[str]:
+    try:
+        items = [tuple(p) for p in pairs]
+    except TypeError:
+        return [f"models must be (domain, model) pairs, got {pairs!r}"]
+    problems = []
+    seen: set[str] = set()
+    for item in items:
+        if len(item) != 2 or not all(isinstance(x, str) and x.strip() for x in item):
+            problems.append(f"models: each entry must be a (domain, model name) pair of non-empty strings, "
+                            f"got {item!r}")
+            continue
+        domain = item[0]
+        if domain not in DOMAINS:
+            problems.append(f"models: unknown domain {domain!r} (known domains: {', '.join(DOMAINS)})")
+        elif domain in seen:
+            problems.append(f"models: domain {domain!r} is given twice")
+        seen.add(domain)
+    return problems

@@ -16,7 +16,8 @@ import gradio as gr
 
 from .handlers import (CANVAS, CONTROL_FIELDS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, PERCEPTUAL_NETS, TABS,
                        Handlers, control_defaults, delete_session, user_error)
-from .model_cache import default_model, describe, model_choices
+from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
+from .model_cache import describe, model_choices
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,13 @@ def _examples_for(tab: str) -> list[list[str]]:
 
 
 def _suggested_model(settings: Settings):
-    """Example click -> the bundled model the example suits (or no change)."""
-    from models.loader import bundled_names
-
+    """Example click -> the server's model for the domain the example suits (or no change)."""
     def suggest(path, *_):
         try:
             name = importlib.import_module("app.examples").model_for_example(path)
         except Exception:  # noqa: BLE001
             name = None
-        return name if name and name in bundled_names() else gr.skip()
+        return domain_model_for_example(settings, name) or gr.skip()
     return suggest
 
 
@@ -202,12 +201,13 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
 def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Blocks:
     """The whole UI. Call `demo.queue(...)` and `demo.launch(**launch_kwargs(settings))` (see app.__main__)."""
     h = handlers or Handlers(settings)
-    model0 = default_model(settings)
+    model0 = model_for_tab(settings, TABS[0])  # the Model list follows the selected tab: app.domains
     arch0 = describe(model0, settings).arch
     run_opts = dict(concurrency_id="inversion", concurrency_limit=settings.concurrency,
                     time_limit=int(settings.time_limit + 60), show_progress="minimal")
     private = dict(api_visibility="private")
     suggest = _suggested_model(settings)
+    follow = ModelFollower(settings)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
         session = gr.State(None, delete_callback=delete_session)
@@ -217,6 +217,8 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
             model = gr.Dropdown(model_choices(settings), value=model0, label="Model", allow_custom_value=True,
                                 scale=2, info="bundled models work offline; catalogue ones download on first use")
             model_md = gr.Markdown(h.model_info(model0))
+        picked = gr.State(False)  # the visitor chose a model in the list: tabs stop moving it
+        model.input(lambda: True, None, picked, **private)
         all_controls: list = []
 
         with gr.Tabs():
@@ -224,6 +226,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                 with gr.Tab(TAB_TITLES[tab], id=tab) as tab_block:
                     gr.Markdown(HELP[tab])
                     task = gr.State(tab)
+                    tab_block.select(follow.on_tab, [task, model, picked], [model], **private)
                     extra_out: list = []
                     if tab == "interpolate":
                         interp = _interpolate_tab(h, settings, arch0, model, session, run_opts, suggest)
@@ -233,6 +236,8 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     with gr.Row():
                         with gr.Column(scale=3):
                             inputs = _task_inputs(tab, h, model, suggest)
+                            if TAB_DOMAINS[tab] == "face":
+                                inputs[0].upload(follow.on_photo, [task, inputs[0], model], [model], **private)
                         with gr.Column(scale=1, min_width=180):
                             run_btn = gr.Button("Run", variant="primary", elem_id=f"{tab}-run")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id=f"{tab}-stop")
