@@ -2,7 +2,9 @@
 
 `run(model, request)` is a generator of `Frame`s (see engine/types.py for every shape and polarity).
 Closing the generator (`.close()`, or dropping it) stops the loop at the current step; a `finally`
-releases the optimiser state and tensors. No host synchronisation happens between frames.
+releases the optimiser state and tensors. No host synchronisation happens between frames. With
+`config.tuning.steps > 0` the latent search is followed by pivotal tuning (engine/tuning.py), whose frames
+have `stage='tuning'`; the step counter runs through both stages.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .model import EngineModel
 from .perceptual import build_extractor, requested_kind
 from .runstate import (RunState, adam_step, autocast_for, latent_to_ws, new_run, objective, to_tensor, to_uint8,
                        validate_request)
+from .tuning import tune
 from .types import EngineError, Frame, InversionRequest
 
 __all__ = ["frame_quality", "make_frame", "run", "to_tensor", "to_uint8", "validate_request"]
@@ -27,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def make_frame(model: EngineModel, r: RunState, *, final: bool) -> Frame:
-    """Snapshot of a run (the only place that synchronises with the device)."""
+    """Snapshot of a run (the only place that synchronises with the device). `final`: the latent search's
+    last step (the run's last frame, `done`, unless a tuning stage follows)."""
     losses = {k: float(v) for k, v in r.last["terms"].items()}
     losses["total"] = float(r.last["total"])
     img, degraded = r.last["img"], r.last["degraded"]
@@ -40,11 +44,11 @@ def make_frame(model: EngineModel, r: RunState, *, final: bool) -> Frame:
         raise EngineError("the optimisation diverged (non-finite loss): lower the learning rate")
     seen = to_uint8(degraded)
     quality = frame_quality(seen, r)
-    return Frame(step=r.step, total=r.cfg.steps, image=to_uint8(img), degraded=seen, losses=losses,
+    return Frame(step=r.step, total=r.cfg.total_steps, image=to_uint8(img), degraded=seen, losses=losses,
                  elapsed=time.perf_counter() - r.t0, latent=r.param.detach()[0].float().cpu().clone(),
                  latent_space=r.cfg.latent_space,
                  noises=tuple(n.detach()[0].cpu().clone() for n in r.noises) or None,
-                 messages=r.messages, done=final, **quality)
+                 messages=r.messages, done=final and r.cfg.tuning.steps == 0, **quality)
 
 
 def frame_quality(seen: np.ndarray, r: RunState) -> dict[str, float]:
@@ -95,6 +99,10 @@ def run(model: EngineModel, request: InversionRequest, *, stop: threading.Event 
                 _lbfgs_step(model, r, opt, extractor)
             if frame_due(r):
                 yield make_frame(model, r, final=r.step == cfg.steps)
+        if r.step == cfg.steps and not (stop is not None and stop.is_set()):
+            opt = None
+            r.moments.clear()  # the latent's Adam state is not needed while the weights are tuned
+            yield from tune(model, r, stop=stop)
     finally:
         # Runs on normal completion, on error and when the consumer closes the generator (Stop button).
         r.moments.clear()

@@ -20,7 +20,10 @@ import torch
 
 LATENT_SPACES = ("z", "w", "w+")
 OPTIMIZERS = ("adam", "lbfgs")
-PERCEPTUALS = ("discriminator", "vgg16", "vgg16-random", "none")
+# Perceptual feature networks (engine/perceptual.py). 'mobilenet' taps the shipped ImageNet MobileNetV2's
+# inverted-residual block outputs 0, 2, 5, 12, 16 (strides 2, 4, 8, 16, 32; 16, 24, 32, 96, 320 channels), on the
+# image resized into 64..256 px; 'discriminator' the model's D blocks; 'vgg16' relu1_2..relu5_3.
+PERCEPTUALS = ("discriminator", "mobilenet", "vgg16", "vgg16-random", "none")
 INITS = ("mean", "best-of-k", "given")
 TASKS = ("reconstruct", "inpaint", "colorize", "deblur", "superres", "scribble")
 
@@ -64,6 +67,38 @@ class LossWeights:
 
 
 @dataclass(frozen=True)
+class TuningConfig:
+    """Pivotal tuning (PTI, Roich et al.), the optional second stage after the latent search.
+
+    steps: tuning steps on a per-run copy of the synthesis weights (0 = off). lr: Adam learning rate of those
+    weights (PTI: 3e-4). locality: weight of PTI's locality regulariser (drift of the tuned generator's output
+    from the frozen one, L2 + perceptual, at random w's moved `alpha` towards the pivot); alpha is a distance in
+    W in units of the model's `w_std`; locality_samples: random w's per step. hole: weight of an L2 term that
+    keeps the unknown pixels of a masked task (the inpainting hole) at the frozen generator's G(pivot), so the
+    fill stays the generator's invention and is not pulled towards the photo around it.
+    """
+
+    steps: int = 0
+    lr: float = 3e-4
+    locality: float = 0.1
+    alpha: float = 0.5
+    locality_samples: int = 1
+    hole: float = 1.0
+
+    def validate(self, max_steps: int) -> None:
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or not 0 <= self.steps <= max_steps:
+            raise EngineError(f"tuning steps must be an integer in 0..{max_steps}, got {self.steps!r}")
+        for name in ("lr", "locality", "alpha", "hole"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise EngineError(f"tuning {name} must be a finite number >= 0, got {v!r}")
+        if self.lr <= 0:
+            raise EngineError(f"tuning learning rate must be > 0, got {self.lr!r}")
+        if not isinstance(self.locality_samples, int) or not 1 <= self.locality_samples <= 16:
+            raise EngineError(f"tuning locality_samples must be an integer in 1..16, got {self.locality_samples!r}")
+
+
+@dataclass(frozen=True)
 class InversionConfig:
     """How to search: latent space, optimiser, schedule, losses, initialisation, precision."""
 
@@ -84,6 +119,7 @@ class InversionConfig:
     seed: int = 0
     bf16: bool = False
     max_steps: int = 5000
+    tuning: TuningConfig = field(default_factory=TuningConfig)
 
     def validate(self) -> None:
         if self.latent_space not in LATENT_SPACES:
@@ -105,6 +141,12 @@ class InversionConfig:
         if not isinstance(self.num_starts, int) or not 1 <= self.num_starts <= 256:
             raise EngineError(f"num_starts must be an integer in 1..256, got {self.num_starts!r}")
         self.weights.validate()
+        self.tuning.validate(self.max_steps)
+
+    @property
+    def total_steps(self) -> int:
+        """Latent steps plus tuning steps (the step counter of frames runs through both stages)."""
+        return self.steps + self.tuning.steps
 
     def replace(self, **changes: Any) -> "InversionConfig":
         return dataclasses.replace(self, **changes)
@@ -124,7 +166,12 @@ class InversionRequest:
 
 @dataclass(frozen=True)
 class Frame:
-    """One streamed snapshot of a run (every `preview_every` steps, plus the final one)."""
+    """One streamed snapshot of a run (every `preview_every` steps, plus the final one).
+
+    `stage` is 'latent' (the latent search, steps 1..config.steps) or 'tuning' (pivotal tuning, steps
+    config.steps+1..config.total_steps; `latent` is then the fixed pivot and `image` the tuned generator's
+    output). The final frame of a tuned run carries `weight_deltas`: fp16 CPU (tuned - original) synthesis
+    weights by parameter name, so a result can be saved and restored (engine/state.py)."""
 
     step: int
     total: int
@@ -139,6 +186,8 @@ class Frame:
     done: bool = False
     psnr: float = float("nan")  # dB, `degraded` vs the (projected) target over the known pixels: what the loss sees
     ssim: float = float("nan")  # SSIM of the same pair (windows centred on known pixels)
+    stage: str = "latent"
+    weight_deltas: dict[str, torch.Tensor] | None = None
 
     @property
     def steps_per_s(self) -> float:
