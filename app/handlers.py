@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("scribble", "inpaint", "reconstruct", "colorize", "deblur", "superres")
 TABS = TASKS + ("interpolate",)
-PERCEPTUAL_NETS = ("discriminator", "vgg16", "none")
+PERCEPTUAL_NETS = ("discriminator", "mobilenet", "vgg16", "none")
 CONTROL_FIELDS = ("latent_space", "steps", "lr", "l1", "l2", "perceptual", "perceptual_net", "latent_dist",
                   "optimize_noise", "optimizer", "seed", "preview_every")
 INPAINT_BRUSH = (255, 0, 140)

@@ -142,7 +142,8 @@ def _controls(tab: str, settings: Settings, arch: str) -> list:
             l2 = gr.Number(d.l2, label="L2 weight")
             perceptual = gr.Number(d.perceptual, label="Perceptual weight")
             net = gr.Dropdown(list(PERCEPTUAL_NETS), value=d.perceptual_net, label="Perceptual network",
-                              info="discriminator: the model's own; vgg16 only if its weights are installed")
+                              info="discriminator: the model's own; mobilenet: ImageNet MobileNetV2 (shipped); "
+                                   "vgg16 only if its weights are installed")
         with gr.Row():
             latent_dist = gr.Number(d.latent_dist, label="Latent-distance weight",
                                     info="pulls towards the average picture")

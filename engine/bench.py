@@ -1,7 +1,7 @@
 """Benchmark: optimisation steps/s of w+ inversion (pixel + perceptual loss) per resolution and precision.
 
 `python -m engine.bench [--res 64 128 256] [--steps 30] [--model FILE_OR_NAME] [--perceptual discriminator|
-vgg16-random|none] [--size bundled|official] [--device cpu|cuda] [--precision fp32 tf32 bf16] [--threads N]
+mobilenet|vgg16-random|none] [--size bundled|official] [--device cpu|cuda] [--precision fp32 tf32 bf16] [--threads N]
 [--concurrent 1 2 4 8] [--peak-tflops X]` prints one line per setting with the median of `--repeats` runs,
 the FLOPs of one optimisation step (forward + backward, counted by torch's FlopCounterMode) and the achieved
 FLOP rate (as a share of `--peak-tflops` when given). Random-weight networks are built in code unless
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--model", help="checkpoint (any supported format) or bundled name instead of random nets")
-    p.add_argument("--perceptual", default="discriminator", choices=("discriminator", "vgg16-random", "vgg16",
-                                                                      "none"))
+    p.add_argument("--perceptual", default="discriminator", choices=("discriminator", "mobilenet", "vgg16-random",
+                                                                      "vgg16", "none"))
     p.add_argument("--size", default="bundled", choices=("bundled", "official"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=("fp32", "tf32", "bf16"),

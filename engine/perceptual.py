@@ -5,9 +5,12 @@ Extractors map float images `[N, 3, R, R]` in [-1, 1] to a list of feature maps 
 - 'vgg16': torchvision VGG16 with ImageNet weights found locally (a file path, `$LATENTBRUSH_VGG16`, or the
   torch hub cache); never downloaded. Missing weights -> fallback with a message, never silently.
 - 'vgg16-random': a VGG16-sized network with random weights (benchmarks only; the score means nothing).
+- 'mobilenet': ImageNet MobileNetV2 shipped in `assets/models/perceptual/` (Apache-2.0, converted from TFLite),
+  block outputs at strides 2..32 on inputs resized into 64..256 px; works offline for every model.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -17,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .types import InversionConfig
+from models.strict_load import CheckpointError
+
+from .types import EngineError, InversionConfig
 
 log = logging.getLogger(__name__)
 VGG16_FILE = "vgg16-397923af.pth"
@@ -64,6 +69,39 @@ class VGG16Features(nn.Module):
         return feats
 
 
+class MobileNetFeatures(nn.Module):
+    """MobileNetV2 block outputs at strides 2, 4, 8, 16, 32 (see `models.mobilenet.FEATURE_BLOCKS`).
+
+    Inputs are resized into MOBILENET_SIZES (area down, bilinear up) and mapped from [-1, 1] to the range the
+    converted TFLite model expects (its input quantisation, read from the sidecar)."""
+
+    def __init__(self, net: nn.Module, meta: dict) -> None:
+        super().__init__()
+        self.net = net
+        scale, zero = float(meta["input"]["scale"]), float(meta["input"]["zero_point"])
+        # pixel = (x + 1) * 127.5 in 0..255, then (pixel - zero_point) * scale: one affine map.
+        self.gain, self.offset = 127.5 * scale, (127.5 - zero) * scale
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        size = x.shape[-1]
+        lo, hi = MOBILENET_SIZES
+        if size > hi:
+            x = F.interpolate(x, size=(hi, hi), mode="area")
+        elif size < lo:
+            x = F.interpolate(x, size=(lo, lo), mode="bilinear", align_corners=False)
+        return self.net.features(x * self.gain + self.offset)
+
+
+MOBILENET_SIZES = (64, 256)
+
+
+@functools.lru_cache(maxsize=4)
+def _mobilenet(device: str) -> tuple[nn.Module, dict]:
+    # One frozen copy per device, shared by every run (read-only in forward).
+    from models.mobilenet import load_mobilenet
+    return load_mobilenet(device=device)
+
+
 def find_vgg16_weights(path: str | Path | None = None) -> Path | None:
     """Local ImageNet VGG16 weights: explicit path, `$LATENTBRUSH_VGG16`, or torch hub's cache; else None."""
     candidates = [path, os.environ.get("LATENTBRUSH_VGG16")]
@@ -101,6 +139,12 @@ def build_extractor(kind: str, *, D: nn.Module | None, device: torch.device,
         for m in messages:
             log.warning(m)
         return None, "none", tuple(messages)
+    if kind == "mobilenet":
+        try:
+            net, meta = _mobilenet(str(device))
+        except CheckpointError as exc:  # the shipped asset is part of the app: broken means a broken install
+            raise EngineError(f"the mobilenet perceptual network could not be loaded: {exc}") from exc
+        return MobileNetFeatures(net, meta).eval(), "mobilenet", ()
     if kind == "vgg16-random":
         torch.manual_seed(0)
         return VGG16Features(None).to(device).eval(), "vgg16-random", (
