@@ -1,16 +1,20 @@
 """Held-out quality report: reconstruct images through the engine (w+, fixed steps), print mean PSNR/SSIM,
 write an 8x8 sample grid and a (target | result) reconstruction grid.
 
-CLI: `python -m engine.evaluate MODEL --images DIR [--names LIST.txt] [--n 32] [--steps 300] --out DIR`.
+CLI: `python -m engine.evaluate MODEL --images DIR [--names LIST.txt] [--n 32] [--steps 300] [--perceptual NET]
+[--task reconstruct|inpaint|colorize|deblur [--mask FILL.png]] --out DIR`. Other tasks degrade the held-out image
+(inpaint: white = hole in `--mask`; deblur: blurred first) and score the result against the clean original.
 (It lives in `engine` because it runs the engine; `models` must not import `engine`.)
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +23,12 @@ import torch
 from models import load_model
 
 from .export import write_png
-from .imageio import fit_square, read_rgb
+from .imageio import fit_mask, fit_square, read_rgb
 from .inversion import run, to_uint8
 from .metrics import psnr, ssim
 from .model import EngineModel, prepare
-from .types import InversionConfig, InversionRequest, LossWeights
+from .tasks import default_config, project_target, request_for_task
+from .types import PERCEPTUALS, InversionConfig, InversionRequest, LossWeights
 
 log = logging.getLogger("engine.evaluate")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -39,23 +44,43 @@ def sample_grid(model: EngineModel, *, n: int = 8, seed: int = 0, psi: float = 1
     return np.concatenate(rows, axis=0)
 
 
-def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300,
-             config: InversionConfig | None = None) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
-    """Mean/median PSNR and SSIM of w+ reconstructions -> (figures, [(target, result), ...])."""
-    cfg = config or InversionConfig(latent_space="w+", steps=steps, preview_every=steps,
-                                    weights=LossWeights(l2=1.0, perceptual=0.3))
-    pairs, ps, ss = [], [], []
+def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config: InversionConfig | None = None,
+             task: str = "reconstruct", perceptual: str | None = None,
+             fill: np.ndarray | None = None) -> tuple[dict, list[tuple[np.ndarray, ...]]]:
+    """Mean/median PSNR and SSIM of w+ results against the clean images -> (figures, [(input, result[, clean])]).
+
+    `fill`: bool `[R, R]`, True = hole (inpaint). Reconstruction rows are (target, result)."""
+    if config is None and task == "reconstruct":
+        config = InversionConfig(latent_space="w+", steps=steps, preview_every=steps,
+                                 weights=LossWeights(l2=1.0, perceptual=0.3))
+    cfg = config or dataclasses.replace(default_config(task, arch=model.config.arch), steps=steps,
+                                        preview_every=steps)
+    if perceptual is not None:
+        cfg = dataclasses.replace(cfg, perceptual=perceptual)
+    rows, ps, ss, secs = [], [], [], []
     for f in files:
         target, _ = fit_square(read_rgb(f), model.resolution)
-        result = list(run(model, InversionRequest(target=target, config=cfg)))[-1].image
-        pairs.append((target, result))
+        req = (InversionRequest(target=target, config=cfg) if task == "reconstruct" else
+               request_for_task(task, target, painted=fill, config=cfg, degrade_input=True))
+        t0 = time.perf_counter()
+        result = list(run(model, req))[-1].image
+        secs.append(time.perf_counter() - t0)
+        if task == "reconstruct":
+            rows.append((target, result))
+        else:
+            shown = project_target(req) if task != "deblur" else req.target
+            if fill is not None:
+                shown = np.where(fill[..., None], 128, shown).astype(np.uint8)
+            rows.append((shown, result, target))
         ps.append(psnr(target, result))
         ss.append(ssim(target, result))
-        log.info("%s: PSNR %.2f dB  SSIM %.3f", f.name, ps[-1], ss[-1])
-    figures = {"images": len(files), "steps": cfg.steps, "latent_space": cfg.latent_space,
+        log.info("%s: PSNR %.2f dB  SSIM %.3f  %.1f s", f.name, ps[-1], ss[-1], secs[-1])
+    figures = {"images": len(files), "task": task, "perceptual": cfg.perceptual if cfg.weights.perceptual > 0
+               else "none", "steps": cfg.steps, "latent_space": cfg.latent_space,
                "psnr_mean": statistics.fmean(ps), "psnr_median": statistics.median(ps),
-               "ssim_mean": statistics.fmean(ss), "ssim_median": statistics.median(ss)}
-    return figures, pairs
+               "ssim_mean": statistics.fmean(ss), "ssim_median": statistics.median(ss),
+               "seconds_mean": statistics.fmean(secs)}
+    return figures, rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--names", help="text file listing which files of --images to use (e.g. a heldout.txt)")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--perceptual", choices=PERCEPTUALS, help="perceptual network (default: the task's default)")
+    p.add_argument("--task", default="reconstruct", choices=("reconstruct", "inpaint", "colorize", "deblur"))
+    p.add_argument("--mask", help="inpaint: fill mask image (white = hole), fitted to the model's resolution")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
@@ -79,16 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("error: no images to evaluate", file=sys.stderr)
         return 2
+    if a.task == "inpaint" and not a.mask:
+        print("error: --task inpaint needs --mask", file=sys.stderr)
+        return 2
     model = prepare(load_model(a.model, device=a.device), device=a.device)
-    figures, pairs = evaluate(model, files, steps=a.steps)
+    fill = fit_mask(read_rgb(a.mask).mean(axis=-1) > 127, model.resolution) if a.mask else None
+    figures, pairs = evaluate(model, files, steps=a.steps, task=a.task, perceptual=a.perceptual, fill=fill)
     out = Path(a.out)
     write_png(out / "samples.png", sample_grid(model))
-    rows = [np.concatenate([t, r], axis=1) for t, r in pairs[:16]]
-    write_png(out / "reconstructions.png", np.concatenate(rows, axis=0))
+    rows = [np.concatenate(row, axis=1) for row in pairs[:16]]
+    name = "reconstructions.png" if a.task == "reconstruct" else f"{a.task}.png"
+    write_png(out / name, np.concatenate(rows, axis=0))
     (out / "figures.json").write_text(json.dumps(figures, indent=2))
-    print(f"{model.config.name}: {figures['images']} held-out images, w+ {figures['steps']} steps: "
+    print(f"{model.config.name}: {figures['images']} held-out images, {a.task}, perceptual {figures['perceptual']}, "
+          f"w+ {figures['steps']} steps: "
           f"PSNR {figures['psnr_mean']:.2f} dB (median {figures['psnr_median']:.2f}), "
-          f"SSIM {figures['ssim_mean']:.3f} (median {figures['ssim_median']:.3f})")
+          f"SSIM {figures['ssim_mean']:.3f} (median {figures['ssim_median']:.3f}), "
+          f"{figures['seconds_mean']:.1f} s per image")
     return 0
 
 

@@ -69,3 +69,28 @@ def test_a_broken_shipped_asset_is_an_engine_error(tmp_path, monkeypatch):
             build_extractor("mobilenet", D=None, device=CPU)
     finally:
         _mobilenet.cache_clear()
+
+
+def test_evaluate_takes_a_perceptual_network_and_an_inpaint_task(tmp_path, monkeypatch, capsys):
+    import cv2
+
+    import models
+    from engine.evaluate import main as evaluate_main
+    from tests.tiny import make_tiny_model
+    m = make_tiny_model(resolution=32)
+    models.save_model(tmp_path / "models" / "tiny32", m.config, m.G, m.D)
+    monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(imgs / f"{i}.png"), np.full((40, 40, 3), 60 + 60 * i, np.uint8))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:40, 16:40] = 255
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    assert evaluate_main(["tiny32", "--images", str(imgs), "--steps", "3", "--perceptual", "mobilenet", "--task",
+                          "inpaint", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "2 held-out images, inpaint, perceptual mobilenet" in out
+    sheet = cv2.imread(str(tmp_path / "rep" / "inpaint.png"))
+    assert sheet.shape == (64, 96, 3)  # rows of (masked input | result | original), 32 px each
+    assert (sheet[8:20, 8:20] == 128).all()  # the hole is shown grey in the input column
