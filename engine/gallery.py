@@ -1,0 +1,300 @@
+"""Gallery: every photo task on a fixed set of held-out photos -> one contact sheet per task and a table.
+
+    python -m engine.gallery --model face64 --out DIR [--n 3] [--steps 200] [--tasks inpaint,colorize]
+                             [--latent-space w] [--realism 0.05] [--lr 0.05] [--perceptual 0.3] [--latent-dist 0.01]
+
+Photos: the first `n` names of `assets/models/<model>.heldout.txt` (never trained on) found in `--data`
+(default `../shared/data/<the model's domain>`), plus the bundled example photo of the domain (astronaut.png for
+faces, chelsea.png for cats). Each photo is framed as the CLI frames it (`engine.framing`), degraded in the frame
+(inpaint: the bundled eye-band mask; colorize: the photo in grey at full resolution; deblur: blur; superres:
+downsampling), inverted with the task's defaults (`engine.tasks.default_config`) or the overrides given, and put
+back into the photo (`engine.photo.photo_composite`). Sheets (`<model>_<task>.png`: input, what the loss compares,
+result, composite) and `<model>.md` / `<model>.csv`: PSNR/SSIM of the result against the true frame on the known
+pixels and in the hole, chroma error (RMS of Cb/Cr of the composite vs the true colours, inside the frame),
+luminance fidelity (PSNR of the composite's Y vs the input photo's Y), seconds per run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import logging
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models import load_model
+
+from .export import write_png
+from .framing import frame_photo, is_face_model
+from .imageio import read_mask, read_rgb
+from .inversion import run
+from .metrics import psnr, ssim
+from .model import EngineModel, prepare
+from .photo import Placement, chroma, footprint, from_frame, luma, photo_composite, to_frame
+from .tasks import default_config, project_target, request_for_task
+from .types import InversionConfig
+
+log = logging.getLogger("engine.gallery")
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO_TASKS = ("reconstruct", "inpaint", "colorize", "deblur", "superres")
+CELL = 128
+COLUMNS = ("input", "what the loss compares", "result", "composite")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One task on one photo: the figures of the table."""
+
+    task: str
+    photo: str
+    psnr_known: float
+    ssim_known: float
+    psnr_hole: float
+    ssim_hole: float
+    chroma_rms: float
+    y_psnr: float
+    seconds: float
+
+
+def photo_paths(model: EngineModel, *, n: int, data: Path | None) -> list[Path]:
+    """The first `n` held-out photos found on disk, then the bundled example photo of the model's domain."""
+    name, domain = model.config.name, model.config.domain
+    listing = ROOT / "assets" / "models" / f"{name}.heldout.txt"
+    folder = data or ROOT.parent / "shared" / "data" / domain
+    paths: list[Path] = []
+    if listing.is_file() and folder.is_dir():
+        for line in listing.read_text(encoding="utf-8").split():
+            if len(paths) >= n:
+                break
+            if (folder / line).is_file():
+                paths.append(folder / line)
+    if n and not paths:
+        log.warning("no held-out photos found (%s in %s): bundled examples only", listing.name, folder)
+    example = "astronaut.png" if is_face_model(name, domain) else "chelsea.png"
+    paths.append(ROOT / "assets" / "examples" / example)
+    return paths
+
+
+def hole_mask(model: EngineModel, size: int) -> np.ndarray:
+    """The bundled eye-band mask of the domain (painted = True) at the frame's size."""
+    name = "mask64_face_eyes.png" if is_face_model(model.config.name, model.config.domain) else "mask64_cat_eyes.png"
+    m = read_mask(ROOT / "assets" / "examples" / name).astype(np.uint8)
+    return cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def grey(rgb: np.ndarray) -> np.ndarray:
+    y = np.clip(np.rint(luma(rgb)), 0, 255).astype(np.uint8)
+    return np.repeat(y[..., None], 3, axis=2)
+
+
+def run_one(model: EngineModel, task: str, photo: np.ndarray, placement: Placement, config: InversionConfig
+            ) -> tuple[Row, list[np.ndarray]]:
+    """Degrade, invert, composite and measure one photo; returns the row and the sheet's four cells."""
+    r = model.resolution
+    truth = to_frame(photo, placement)
+    given = grey(photo) if task == "colorize" else photo  # what the user would upload
+    painted = hole_mask(model, r) if task == "inpaint" else None
+    painted_photo = None
+    if painted is not None:
+        painted_photo = from_frame(painted.astype(np.float32), placement) > 0.5
+        painted_photo &= footprint(placement, feather=0) > 0
+    req = request_for_task(task, to_frame(given, placement), painted=painted, config=config,
+                           degrade_input=task == "deblur")
+    t0 = time.perf_counter()
+    final = list(run(model, req))[-1]
+    seconds = time.perf_counter() - t0
+    result = final.image
+    comp = photo_composite(task, given, result, placement, painted=painted_photo)
+    known = np.ones((r, r), bool) if painted is None else ~painted
+    nan = float("nan")
+    chroma_rms = nan
+    if task == "colorize":
+        inside = footprint(placement) >= 1
+        d = chroma(comp)[inside] - chroma(photo)[inside]
+        chroma_rms = float(np.sqrt((d ** 2).mean()))
+    y_ref = luma(given if comp.shape == given.shape else cv2.resize(given, comp.shape[1::-1],
+                                                                  interpolation=cv2.INTER_CUBIC))
+    y_mse = float(((luma(comp) - y_ref) ** 2).mean())
+    row = Row(task=task, photo="", psnr_known=psnr(result, truth, known), ssim_known=ssim(result, truth, known),
+              psnr_hole=psnr(result, truth, painted) if painted is not None else nan,
+              ssim_hole=_hole_ssim(result, truth, painted) if painted is not None else nan,
+              chroma_rms=chroma_rms, y_psnr=10 * math.log10(255 ** 2 / max(y_mse, 1e-10)), seconds=seconds)
+    shown_in = given.copy()
+    if painted_photo is not None:
+        shown_in[painted_photo] = (255, 0, 140)
+    loss_view = project_target(req)
+    if painted is not None:
+        loss_view = loss_view.copy()
+        loss_view[painted] = 235
+    return row, [shown_in, loss_view, result, comp]
+
+
+def _hole_ssim(a: np.ndarray, b: np.ndarray, hole: np.ndarray) -> float:
+    """SSIM over the hole's bounding box (SSIM windows need neighbours; the hole alone is too thin)."""
+    ys, xs = np.nonzero(hole)
+    y0, y1, x0, x1 = max(ys.min() - 3, 0), ys.max() + 4, max(xs.min() - 3, 0), xs.max() + 4
+    ca, cb = a[y0:y1, x0:x1], b[y0:y1, x0:x1]
+    if min(ca.shape[:2]) < 11:
+        return float("nan")
+    return ssim(ca, cb)
+
+
+def _cell(rgb: np.ndarray) -> np.ndarray:
+    """Fit into a CELL x CELL white square: enlarged with nearest neighbour (model pixels stay visible), shrunk
+    with area averaging."""
+    h, w = rgb.shape[:2]
+    s = CELL / max(h, w)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_NEAREST
+    img = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
+    out = np.full((CELL, CELL, 3), 255, np.uint8)
+    y, x = (CELL - img.shape[0]) // 2, (CELL - img.shape[1]) // 2
+    out[y:y + img.shape[0], x:x + img.shape[1]] = img
+    return out
+
+
+def contact_sheet(title: str, rows: list[list[np.ndarray]], captions: list[str]) -> np.ndarray:
+    """Rows of four cells under a header line and the column names; a caption under each row."""
+    gap, head, cap = 4, 34, 14
+    width = len(COLUMNS) * (CELL + gap) + gap
+    height = head + len(rows) * (CELL + cap + gap) + gap
+    sheet = np.full((height, width, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(sheet, title, (gap, 13), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    for j, name in enumerate(COLUMNS):
+        cv2.putText(sheet, name, (gap + j * (CELL + gap), 29), font, 0.36, (60, 60, 60), 1, cv2.LINE_AA)
+    for i, (cells, caption) in enumerate(zip(rows, captions)):
+        y = head + i * (CELL + cap + gap)
+        for j, img in enumerate(cells):
+            x = gap + j * (CELL + gap)
+            sheet[y:y + CELL, x:x + CELL] = _cell(img)
+        cv2.putText(sheet, caption, (gap, y + CELL + 11), font, 0.33, (60, 60, 60), 1, cv2.LINE_AA)
+    return sheet
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _caption(row: Row) -> str:
+    bits = [row.photo[:22], f"known {_fmt(row.psnr_known, 1)} dB"]
+    if math.isfinite(row.psnr_hole):
+        bits.append(f"hole {_fmt(row.psnr_hole, 1)} dB")
+    if math.isfinite(row.chroma_rms):
+        bits.append(f"chroma {_fmt(row.chroma_rms, 1)}")
+    return "  ".join(bits)
+
+
+def summary(rows: list[Row]) -> list[dict]:
+    """Mean figures per task."""
+    out = []
+    for task in dict.fromkeys(r.task for r in rows):
+        rs = [r for r in rows if r.task == task]
+        entry = {"task": task, "photos": len(rs)}
+        for f in ("psnr_known", "ssim_known", "psnr_hole", "ssim_hole", "chroma_rms", "y_psnr", "seconds"):
+            vals = [getattr(r, f) for r in rs if math.isfinite(getattr(r, f))]
+            entry[f] = statistics.fmean(vals) if vals else float("nan")
+        out.append(entry)
+    return out
+
+
+def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict]) -> str:
+    lines = [f"# Gallery: {model}", "",
+             "| task | photos | settings | PSNR known (dB) | SSIM known | PSNR hole (dB) | SSIM hole | chroma RMS "
+             "| Y PSNR (dB) | s / run |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in means:
+        c = configs[m["task"]]
+        w = c.weights
+        setting = (f"{c.latent_space}, {c.steps} steps, lr {c.lr:g}, perceptual {w.perceptual:g}, "
+                   f"latent-dist {w.latent_dist:g}, realism {w.realism:g}")
+        lines.append(f"| {m['task']} | {m['photos']} | {setting} | {_fmt(m['psnr_known'])} | "
+                     f"{_fmt(m['ssim_known'], 3)} | {_fmt(m['psnr_hole'])} | {_fmt(m['ssim_hole'], 3)} | "
+                     f"{_fmt(m['chroma_rms'])} | {_fmt(m['y_psnr'], 1)} | {_fmt(m['seconds'], 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine.gallery", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--data", type=Path, help="folder with the held-out photos (default ../shared/data/<domain>)")
+    p.add_argument("--n", type=int, default=3, help="held-out photos per task (plus the bundled example)")
+    p.add_argument("--tasks", default=",".join(PHOTO_TASKS))
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--latent-space", choices=("z", "w", "w+"))
+    p.add_argument("--perceptual", type=float)
+    p.add_argument("--latent-dist", type=float)
+    p.add_argument("--realism", type=float)
+    p.add_argument("--init", choices=("mean", "best-of-k"))
+    p.add_argument("--tag", default="", help="suffix of the output file names (comparing settings)")
+    p.add_argument("--no-align", action="store_true", help="face models: centre crop instead of aligning")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def config_for(task: str, arch: str, a: argparse.Namespace) -> InversionConfig:
+    cfg = default_config(task, arch=arch)
+    w = {k: getattr(a, k) for k in ("perceptual", "latent_dist", "realism") if getattr(a, k) is not None}
+    changes = {k: getattr(a, k) for k in ("steps", "lr", "latent_space", "init") if getattr(a, k) is not None}
+    cfg = cfg.replace(weights=dataclasses.replace(cfg.weights, **w), **changes)
+    cfg = cfg.replace(preview_every=cfg.steps)
+    cfg.validate()
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = prepare(load_model(a.model, device=a.device), device=a.device)
+    arch = getattr(model.G, "arch", model.config.arch)
+    tasks = [t for t in a.tasks.split(",") if t]
+    bad = [t for t in tasks if t not in PHOTO_TASKS]
+    if bad:
+        print(f"error: unknown task(s) {bad}; expected some of {PHOTO_TASKS}", file=sys.stderr)
+        return 2
+    a.out.mkdir(parents=True, exist_ok=True)
+    align = not a.no_align and is_face_model(model.config.name, model.config.domain)
+    photos = []
+    for path in photo_paths(model, n=a.n, data=a.data):
+        rgb = read_rgb(path)
+        placement, note = frame_photo(rgb, model.resolution, align_face=align)
+        log.info("%s: %s", path.name, note)
+        photos.append((path.name, rgb, placement))
+    name = f"{model.config.name}{a.tag}"
+    rows: list[Row] = []
+    configs = {}
+    for task in tasks:
+        cfg = configs[task] = config_for(task, arch, a)
+        cells, captions = [], []
+        for pname, rgb, placement in photos:
+            row, four = run_one(model, task, rgb, placement, cfg)
+            row = dataclasses.replace(row, photo=pname)
+            rows.append(row)
+            cells.append(four)
+            captions.append(_caption(row))
+            log.info("%s %s: known %.2f dB, hole %s dB, chroma %s, Y %.1f dB, %.1f s", task, pname, row.psnr_known,
+                     _fmt(row.psnr_hole), _fmt(row.chroma_rms), row.y_psnr, row.seconds)
+        title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
+                 f"perc {cfg.weights.perceptual:g}, dist {cfg.weights.latent_dist:g}, real {cfg.weights.realism:g}")
+        write_png(a.out / f"{name}_{task}.png", contact_sheet(title, cells, captions))
+    means = summary(rows)
+    (a.out / f"{name}.md").write_text(markdown(model.config.name, configs, means), encoding="utf-8")
+    with (a.out / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([fl.name for fl in dataclasses.fields(Row)])
+        for r in rows:
+            writer.writerow([getattr(r, fl.name) if not isinstance(getattr(r, fl.name), float)
+                             else f"{getattr(r, fl.name):.4f}" for fl in dataclasses.fields(Row)])
+    print(markdown(model.config.name, configs, means))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
