@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import logging
 import math
 import signal
@@ -289,7 +290,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export", help="also write a native model here at each snapshot (NAME.safetensors)")
     p.add_argument("--licence", default="unknown")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metric", nargs="*", default=[], help="sample-quality features to log against the held-out "
+                   "images (mobilenet, dlib-face) every --metric-kimg; appended to OUT/metrics.jsonl")
+    p.add_argument("--metric-kimg", type=float, default=20.0)
+    p.add_argument("--metric-fake", type=int, default=300, help="generated samples per metric evaluation")
     return p.parse_args(argv)
+
+
+class SampleQualityLog:
+    """FID/KID of G_ema against the held-out images, features of the real images computed once."""
+
+    def __init__(self, names: list[str], held: list[Path], resolution: int, *, fake: int, path: Path):
+        from .evaluate_samples import load_real  # noqa: PLC0415 - only when metrics are asked for
+        from .sample_quality import EXTRACTORS  # noqa: PLC0415
+        self.fns = {n: EXTRACTORS[n]() for n in names}
+        real = load_real(held[0].parent, resolution, names=[p.name for p in held])
+        self.real = {n: fn(real) for n, fn in self.fns.items()}
+        self.fake, self.path = fake, path
+
+    def __call__(self, trainer: "Trainer") -> dict:
+        from .evaluate_samples import generate_uint8  # noqa: PLC0415
+        from .sample_quality import frechet_distance, kernel_inception_distance  # noqa: PLC0415
+        imgs = generate_uint8(trainer.G_ema, self.fake, seed=123)
+        row: dict = {"images_seen": trainer.nimg, "time": time.time()}
+        for n, fn in self.fns.items():
+            f = fn(imgs)
+            kid, _ = kernel_inception_distance(self.real[n], f, subset_size=min(100, len(f), len(self.real[n])))
+            row[n] = {"fid": frechet_distance(self.real[n], f), "kid": kid}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log.info("sample quality at %d images: %s", trainer.nimg,
+                 "  ".join(f"{n} FID {v['fid']:.3f} KID {v['kid'] * 1000:.2f}e-3" for n, v in row.items()
+                           if isinstance(v, dict)))
+        return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
             export(trainer, Path(a.export), licence=a.licence, provenance=provenance,
                    name=Path(a.export).stem)
 
+    quality = (SampleQualityLog(a.metric, held, opts.resolution, fake=a.metric_fake, path=out / "metrics.jsonl")
+               if a.metric and held else None)
+    next_metric = trainer.nimg
     t_last, t_snap, n_last = time.time(), time.time(), trainer.nimg
     while trainer.nimg < opts.kimg * 1000 and not stop.stop:
         losses = trainer.step()
@@ -351,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
             log.info("kimg %.1f  img/s %.1f  G %.3f  D %.3f  R1 %.3f", trainer.nimg / 1000, ips,
                      losses["g"], losses["d"], losses["r1"])
             t_last, n_last = now, trainer.nimg
+        if quality is not None and trainer.nimg >= next_metric:
+            with torch.autocast(device.type, enabled=False):
+                quality(trainer)
+            next_metric = trainer.nimg + a.metric_kimg * 1000
         if now - t_snap > a.snapshot_min * 60:
             snapshot()
             t_snap = now

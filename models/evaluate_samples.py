@@ -1,0 +1,113 @@
+"""Sample quality of a generator against held-out real images: FID and KID per feature extractor.
+
+CLI: `python -m models.evaluate_samples MODEL [--real DIR] [--names LIST] [--fake 1000] [--features ...]
+[--record]`. MODEL is a bundled name or a checkpoint path; the real images default to
+`../shared/data/<domain>` filtered by `assets/models/<name>.heldout.txt`. `--record` writes the figures into
+the model's JSON under `metrics.sample_quality`. Lower is better for both statistics.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .dataset import list_images, load_square
+from .loader import load_model, models_dir
+from .sample_quality import EXTRACTORS, FeatureFn, frechet_distance, kernel_inception_distance
+
+log = logging.getLogger("models.evaluate_samples")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@torch.inference_mode()
+def generate_uint8(G: torch.nn.Module, n: int, *, seed: int = 0, batch: int = 50) -> np.ndarray:
+    """n samples of G(z) (psi 1, random noise, fixed seed) -> `[n, R, R, 3]` uint8 RGB."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    out = []
+    # The noise inputs draw from the global RNG: seed a forked one so results repeat without side effects.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in range(0, n, batch):
+            z = torch.randn(min(batch, n - i), G.z_dim, generator=gen).to(device)
+            img = G(z, noise_mode="random").float().clamp(-1, 1)
+            out.append(((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def load_real(folder: str | Path, resolution: int, *, names: Sequence[str] | None = None) -> np.ndarray:
+    """Real images (optionally only the listed file names) -> `[N, R, R, 3]` uint8 RGB."""
+    files = list_images(folder)
+    if names is not None:
+        wanted = set(names)
+        files = [p for p in files if p.name in wanted]
+    if not files:
+        raise ValueError(f"no listed images found in {folder}")
+    return np.stack([load_square(p, resolution) for p in files])
+
+
+def compare(real: np.ndarray, fake: np.ndarray, extractors: dict[str, FeatureFn]) -> dict[str, dict[str, float]]:
+    """{extractor: {fid, kid, kid_std}} for two uint8 image sets."""
+    out = {}
+    for name, fn in extractors.items():
+        fr, ff = fn(real), fn(fake)
+        kid, kid_std = kernel_inception_distance(fr, ff, subset_size=min(100, len(fr), len(ff)))
+        out[name] = {"fid": frechet_distance(fr, ff), "kid": kid, "kid_std": kid_std}
+    return out
+
+
+def default_real(config_name: str, domain: str) -> tuple[Path, list[str] | None]:
+    folder = REPO.parent / "shared" / "data" / domain
+    listing = models_dir() / f"{config_name}.heldout.txt"
+    names = listing.read_text().split() if listing.is_file() else None
+    return folder, names
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m models.evaluate_samples", description=__doc__.splitlines()[0])
+    p.add_argument("model")
+    p.add_argument("--real", help="folder of real images (default ../shared/data/<domain>)")
+    p.add_argument("--names", help="file listing which real files to use (default the model's heldout.txt)")
+    p.add_argument("--fake", type=int, default=1000, help="generated samples")
+    p.add_argument("--features", nargs="+", choices=sorted(EXTRACTORS), help="default: mobilenet, plus "
+                   "dlib-face for face models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", action="store_true", help="write the figures into the bundled model's JSON")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    loaded = load_model(a.model, with_discriminator=False)
+    cfg = loaded.config
+    folder, names = default_real(cfg.name, cfg.domain)
+    if a.real:
+        folder, names = Path(a.real), None
+    if a.names:
+        names = Path(a.names).read_text().split()
+    feats = a.features or (["mobilenet", "dlib-face"] if "face" in cfg.domain else ["mobilenet"])
+    t0 = time.time()
+    real = load_real(folder, cfg.resolution, names=names)
+    fake = generate_uint8(loaded.G, a.fake, seed=a.seed)
+    result = compare(real, fake, {f: EXTRACTORS[f]() for f in feats})
+    record = {"real": f"{folder.name} ({len(real)} images{', held out' if names else ''})", "fake": a.fake,
+              "images_seen": cfg.images_seen, "command": "python -m models.evaluate_samples " + cfg.name,
+              **result}
+    for f, r in result.items():
+        print(f"{cfg.name} [{f}] FID {r['fid']:.2f}  KID {r['kid'] * 1000:.2f} +- {r['kid_std'] * 1000:.2f} x1e-3"
+              f"  ({len(real)} real, {a.fake} fake, {cfg.images_seen} images seen)")
+    log.info("%.1f s", time.time() - t0)
+    if a.record:
+        path = models_dir() / f"{cfg.name}.json"
+        data = json.loads(path.read_text())
+        data.setdefault("metrics", {})["sample_quality"] = record
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

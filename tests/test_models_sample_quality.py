@@ -1,0 +1,89 @@
+"""Sample-quality metric (FID/KID), its feature extractors, the CLI, resume from a shipped model and the
+trainer's metric log — on tiny data."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import models
+from models.evaluate_samples import compare, generate_uint8, load_real
+from models.sample_quality import dlib_face_features, frechet_distance, kernel_inception_distance
+from models.train import Trainer, TrainOptions, export, main, make_config
+
+
+def test_fid_is_zero_for_the_same_set_and_the_closed_form_for_shifted_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4000, 8))
+    assert abs(frechet_distance(a, a)) < 1e-6
+    # N(0, I) vs N(m, 4I): |m|^2 + tr(I + 4I - 2*2I) = |m|^2 + d
+    b = rng.standard_normal((4000, 8)) * 2 + 3
+    assert frechet_distance(a, b) == pytest.approx(9 * 8 + 8, rel=0.05)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((300, 16)), rng.standard_normal((300, 16))
+    same, _ = kernel_inception_distance(a, b, subsets=20)
+    far, _ = kernel_inception_distance(a, b + 1.0, subsets=20)
+    assert abs(same) < 0.05 < far
+
+
+def test_dlib_face_descriptors_are_128d_and_tell_faces_from_noise():
+    face = np.asarray(Image.open("assets/examples/astronaut_face.png").convert("RGB").resize((64, 64)))
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    f = dlib_face_features()(np.stack([face, face[:, ::-1].copy(), noise]))
+    assert f.shape == (3, 128)
+    # a mirrored face stays much nearer its original than noise does
+    assert np.linalg.norm(f[0] - f[1]) < np.linalg.norm(f[0] - f[2])
+
+
+def _tiny_trainer(data_name="random", n=8):
+    opts = TrainOptions(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False)
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, 3, 64, 64), dtype=np.uint8))
+    return opts, Trainer(opts, make_config(opts, data_name=data_name), images, torch.device("cpu"))
+
+
+def test_compare_reports_each_extractor_and_ranks_a_closer_set_better():
+    rng = np.random.default_rng(2)
+    real = rng.integers(100, 156, (40, 8, 8, 3), dtype=np.uint8)
+    near = rng.integers(100, 156, (40, 8, 8, 3), dtype=np.uint8)
+    far = rng.integers(0, 56, (40, 8, 8, 3), dtype=np.uint8)
+    mean_rgb = {"rgb": lambda x: x.reshape(len(x), -1, 3).mean(1).astype(np.float64)}
+    r_near, r_far = compare(real, near, mean_rgb)["rgb"], compare(real, far, mean_rgb)["rgb"]
+    assert set(r_near) == {"fid", "kid", "kid_std"}
+    assert r_near["fid"] < r_far["fid"] and r_near["kid"] < r_far["kid"]
+
+
+def test_generate_and_load_real_give_uint8_rgb(tmp_path):
+    _, t = _tiny_trainer()
+    imgs = generate_uint8(t.G_ema, 5, batch=2)
+    assert imgs.shape == (5, 64, 64, 3) and imgs.dtype == np.uint8
+    assert np.array_equal(imgs, generate_uint8(t.G_ema, 5, batch=2))  # seeded: repeatable
+    for i in range(3):
+        Image.new("RGB", (80, 70), (i * 50, 0, 0)).save(tmp_path / f"{i}.png")
+    real = load_real(tmp_path, 64, names=["0.png", "2.png"])
+    assert real.shape == (2, 64, 64, 3) and real[1, 0, 0, 0] == 100
+
+
+def test_resume_model_continues_from_a_shipped_model_and_logs_sample_quality(tmp_path):
+    opts, t = _tiny_trainer()
+    t.nimg = 40
+    shipped = export(t, tmp_path / "m.safetensors", licence="test", provenance="unit test", name="m",
+                     dtype=torch.float32)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(12):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+            data / f"{i}.png")
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--kimg", "0.048", "--batch", "4", "--out", str(out), "--no-bf16",
+            "--holdout", "0.3", "--resume-model", str(shipped), "--export", str(tmp_path / "exp" / "m2.safetensors"),
+            "--metric", "dlib-face", "--metric-kimg", "0.004", "--metric-fake", "3"]
+    assert main(args) == 0
+    again = models.load_model(tmp_path / "exp" / "m2.safetensors")
+    assert again.config.images_seen == 48  # counted on from the shipped model's 40
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["images_seen"] for r in rows] == [44, 48]  # after each step once 4 more images were seen
+    assert all(np.isfinite(r["dlib-face"]["fid"]) and np.isfinite(r["dlib-face"]["kid"]) for r in rows)
