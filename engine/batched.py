@@ -5,6 +5,10 @@ the same kind of Frame iterator as `engine.run`; each run keeps its own latent, 
 weights, learning rate and step count, and runs join and leave between steps. Cancelling a handle (or closing
 the iterator) drops that run only, before the next step. L-BFGS runs (not batchable) run unbatched on a thread
 of their own. Each of the N lanes is one worker thread that owns its runs' optimisation state.
+
+A run with pivotal tuning (`config.tuning.steps > 0`) owns a copy of the synthesis weights in that stage, so it
+cannot share a batch: after its batched latent search it leaves the lane and tunes on a thread of its own;
+at most `tune_slots` tuning stages run at once (others wait for a slot, and still notice Stop while waiting).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from .inversion import frame_due, make_frame
 from .model import EngineModel
 from .perceptual import build_extractor, requested_kind
 from .runstate import RunState, adam_step, new_run, validate_request
+from .tuning import tune
 from .types import Frame, InversionRequest
 
 log = logging.getLogger(__name__)
@@ -48,17 +53,27 @@ class BatchedEngine:
     single-threaded lanes on separate cores do not disturb each other. On a GPU one lane is right.
     """
 
-    def __init__(self, model: EngineModel, *, max_batch: int = 8, workers: int = 1) -> None:
+    def __init__(self, model: EngineModel, *, max_batch: int = 8, workers: int = 1,
+                 tune_slots: int | None = None) -> None:
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        tune_slots = workers if tune_slots is None else tune_slots
+        if not isinstance(tune_slots, int) or tune_slots < 1:
+            raise ValueError(f"tune_slots must be a positive integer, got {tune_slots!r}")
         self.model = model
         self._extractors = _ExtractorCache(model)
-        self._lanes = [_Lane(model, max_batch=max_batch, extractors=self._extractors, name=f"batched-engine-{i}")
-                       for i in range(workers)]
+        self._tuner = _Tuner(model, slots=tune_slots)
+        self._lanes = [_Lane(model, max_batch=max_batch, extractors=self._extractors, tuner=self._tuner,
+                             name=f"batched-engine-{i}") for i in range(workers)]
 
     @property
     def active_runs(self) -> int:
-        return sum(lane.active_runs for lane in self._lanes)
+        return sum(lane.active_runs for lane in self._lanes) + self._tuner.active_runs
+
+    @property
+    def tuning_runs(self) -> int:
+        """Runs in (or waiting for) their tuning stage."""
+        return self._tuner.active_runs
 
     def start(self, request: InversionRequest) -> RunHandle:
         """Queue a run; wait on the handle for its frames, cancel it to drop the run."""
@@ -74,6 +89,51 @@ class BatchedEngine:
     def close(self) -> None:
         for lane in self._lanes:
             lane.close()
+        self._tuner.close()
+
+
+class _Tuner:
+    """Tuning stages of runs that left their lane: one thread per run, at most `slots` tuning at once."""
+
+    def __init__(self, model: EngineModel, *, slots: int) -> None:
+        self.model = model
+        self._slots = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._jobs: set[_Job] = set()
+
+    @property
+    def active_runs(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def start(self, job: _Job, state: RunState) -> None:
+        with self._lock:
+            self._jobs.add(job)
+        threading.Thread(target=self._run, args=(job, state), name="batched-engine-tuning", daemon=True).start()
+
+    def _run(self, job: _Job, state: RunState) -> None:
+        try:
+            while not self._slots.acquire(timeout=0.1):  # a waiting run still notices Stop
+                if job.cancelled.is_set():
+                    return
+            try:
+                for frame in tune(self.model, state, stop=job.cancelled):
+                    job.put(frame)
+            finally:
+                self._slots.release()
+        except Exception as exc:  # the submitter sees the error
+            job.put(exc)
+        finally:
+            state.last.clear()
+            del state  # nothing of the run (its generator copy went with tune's frame) stays on this thread
+            with self._lock:
+                self._jobs.discard(job)
+            job.put(DONE)
+
+    def close(self) -> None:
+        with self._lock:
+            for job in self._jobs:
+                job.cancelled.set()
 
 
 class _ExtractorCache:
@@ -95,8 +155,10 @@ class _ExtractorCache:
 class _Lane:
     """One worker thread that steps all its active runs, `max_batch` runs per batch."""
 
-    def __init__(self, model: EngineModel, *, max_batch: int, extractors: _ExtractorCache, name: str) -> None:
+    def __init__(self, model: EngineModel, *, max_batch: int, extractors: _ExtractorCache, tuner: _Tuner,
+                 name: str) -> None:
         self.model = model
+        self._tuner = tuner
         self.max_batch = max_batch
         self.name = name
         self._extractors = extractors
@@ -180,6 +242,13 @@ class _Lane:
                 log.debug("inversion finished or cancelled at step %d (batched)", j.state.step)
                 j.state = None
 
+    def _hand_to_tuner(self, job: _Job) -> None:
+        """The latent search is done: the run leaves this lane (and its batches) for its tuning stage."""
+        state, job.state = job.state, None
+        state.moments.clear()
+        self._active = [j for j in self._active if j is not job]
+        self._tuner.start(job, state)
+
     def _step(self, jobs: list[_Job]) -> None:
         states = [j.state for j in jobs]
         try:
@@ -196,7 +265,9 @@ class _Lane:
             try:
                 done = r.step == r.cfg.steps
                 j.put(make_frame(self.model, r, final=done))
-                if done:
+                if done and r.cfg.tuning.steps > 0 and not j.cancelled.is_set():
+                    self._hand_to_tuner(j)
+                elif done:
                     j.cancelled.set()
             except Exception as exc:
                 j.put(exc)

@@ -31,8 +31,8 @@ def foreign_target():
     return target_from_latent(recoverable_model(seed=5), seed=3)[0]
 
 
-def _cfg(latent_steps: int = 30, tune_steps: int = 30, **tuning) -> InversionConfig:
-    return InversionConfig(steps=latent_steps, preview_every=10, weights=LossWeights(l2=1.0, perceptual=0.3),
+def _cfg(latent_steps: int = 30, tune_steps: int = 30, seed: int = 0, **tuning) -> InversionConfig:
+    return InversionConfig(steps=latent_steps, preview_every=10, weights=LossWeights(l2=1.0, perceptual=0.3), seed=seed,
                            tuning=TuningConfig(steps=tune_steps, **{"lr": 3e-3, **tuning}))
 
 
@@ -172,3 +172,62 @@ def test_locality_codes_sit_at_the_given_distance():
     ws = tuning.locality_ws(pivot, samples, distance=2.5)
     assert torch.allclose((ws - pivot).norm(dim=-1), torch.full((5, 4), 2.5), atol=1e-5)
     assert torch.all(((ws - pivot) * (samples - pivot)).sum(-1) > 0), "moved towards the samples"
+
+
+# ------------------------------------------------------------------------------------- batched engine
+
+def test_batched_tuned_run_leaves_the_batch_and_slots_bound_concurrency(model, foreign_target, monkeypatch):
+    from engine import batched
+    from engine.batched import BatchedEngine
+    live, peak, lock = [0], [0], threading.Lock()
+    real_tune = batched.tune
+
+    def counting_tune(*args, **kwargs):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        try:
+            yield from real_tune(*args, **kwargs)
+        finally:
+            with lock:
+                live[0] -= 1
+
+    monkeypatch.setattr(batched, "tune", counting_tune)
+    eng = BatchedEngine(model, workers=1, tune_slots=1)
+    try:
+        tuned = [eng.start(InversionRequest(target=foreign_target, config=_cfg(tune_steps=20, seed=s)))
+                 for s in (0, 1)]
+        plain = eng.start(InversionRequest(target=foreign_target, config=_cfg(tune_steps=0)))
+        results = [list(h) for h in tuned + [plain]]
+    finally:
+        eng.close()
+    for frames in results[:2]:
+        assert [f.stage for f in frames][-2:] == ["tuning", "tuning"] and frames[-1].done
+        assert frames[-1].step == 50 and frames[-1].weight_deltas
+    assert results[2][-1].done and results[2][-1].step == 30 and results[2][-1].stage == "latent"
+    assert peak[0] == 1, "more tuning stages ran at once than the engine's slots"
+    assert eng.active_runs == 0
+
+
+def test_batched_cancel_during_tuning_frees_the_copy(model, foreign_target, copies):
+    from engine.batched import BatchedEngine
+    eng = BatchedEngine(model, workers=1)
+    try:
+        handle = eng.start(InversionRequest(target=foreign_target, config=_cfg(tune_steps=2000)))
+        while (f := handle.wait(30)) is None or f.stage != "tuning":
+            pass
+        assert copies[0]() is not None
+        handle.cancel()
+        with pytest.raises(StopIteration):
+            while True:
+                handle.wait(30)
+        del f
+        for _ in range(50):  # the tuning thread drops the run right after its DONE
+            gc.collect()
+            if copies[0]() is None and eng.active_runs == 0:
+                break
+            threading.Event().wait(0.05)
+        assert copies[0]() is None, "the tuned copy outlived the cancelled run"
+        assert eng.active_runs == 0
+    finally:
+        eng.close()
