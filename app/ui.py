@@ -216,7 +216,8 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     "fits. Results stream live — press **Stop** any time.")
         with gr.Row():
             model = gr.Dropdown(model_choices(settings), value=model0, label="Model", allow_custom_value=True,
-                                scale=2, info="bundled models work offline; catalogue ones download on first use")
+                                elem_id="model", scale=2,
+                                info="bundled models work offline; catalogue ones download on first use")
             model_md = gr.Markdown(h.model_info(model0))
         picked = gr.State(False)  # the visitor chose a model in the list: tabs stop moving it
         model.input(lambda: True, None, picked, **private)
