@@ -4,6 +4,9 @@ write an 8x8 sample grid and a (target | result) reconstruction grid.
 CLI: `python -m engine.evaluate MODEL --images DIR [--names LIST.txt] [--n 32] [--steps 300] [--perceptual NET]
 [--task reconstruct|inpaint|colorize|deblur [--mask FILL.png]] --out DIR`. Other tasks degrade the held-out image
 (inpaint: white = hole in `--mask`; deblur: blurred first) and score the result against the clean original.
+`--tune-steps N [--tune-lr LR]` adds pivotal tuning after the latent search: the figures then hold the untuned
+(end of the latent search, prefix 'untuned_') and tuned scores of the same runs, each stage's steps/s and the
+peak RSS; rows gain the untuned result before the tuned one.
 (It lives in `engine` because it runs the engine; `models` must not import `engine`.)
 """
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import resource
 import statistics
 import sys
 import time
@@ -28,7 +32,7 @@ from .inversion import run, to_uint8
 from .metrics import psnr, ssim
 from .model import EngineModel, prepare
 from .tasks import default_config, project_target, request_for_task
-from .types import PERCEPTUALS, InversionConfig, InversionRequest, LossWeights
+from .types import PERCEPTUALS, InversionConfig, InversionRequest, LossWeights, TuningConfig
 
 log = logging.getLogger("engine.evaluate")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -46,7 +50,8 @@ def sample_grid(model: EngineModel, *, n: int = 8, seed: int = 0, psi: float = 1
 
 def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config: InversionConfig | None = None,
              task: str = "reconstruct", perceptual: str | None = None,
-             fill: np.ndarray | None = None) -> tuple[dict, list[tuple[np.ndarray, ...]]]:
+             fill: np.ndarray | None = None,
+             tuning: TuningConfig | None = None) -> tuple[dict, list[tuple[np.ndarray, ...]]]:
     """Mean/median PSNR and SSIM of w+ results against the clean images -> (figures, [(input, result[, clean])]).
 
     `fill`: bool `[R, R]`, True = hole (inpaint). Reconstruction rows are (target, result)."""
@@ -57,21 +62,34 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
                                         preview_every=steps)
     if perceptual is not None:
         cfg = dataclasses.replace(cfg, perceptual=perceptual)
+    if tuning is not None:
+        cfg = dataclasses.replace(cfg, tuning=tuning)
+    tuned = cfg.tuning.steps > 0
     rows, ps, ss, secs = [], [], [], []
+    ps0, ss0, tune_secs = [], [], []
     for f in files:
         target, _ = fit_square(read_rgb(f), model.resolution)
         req = (InversionRequest(target=target, config=cfg) if task == "reconstruct" else
                request_for_task(task, target, painted=fill, config=cfg, degrade_input=True))
         t0 = time.perf_counter()
-        result = list(run(model, req))[-1].image
+        pivot = result = None
+        for frame in run(model, req):
+            if frame.step == cfg.steps:  # end of the latent search: the untuned result
+                pivot, t1 = frame.image, time.perf_counter()
+            result = frame.image
         secs.append(time.perf_counter() - t0)
+        if tuned:
+            tune_secs.append(time.perf_counter() - t1)
+            ps0.append(psnr(target, pivot))
+            ss0.append(ssim(target, pivot))
+            log.info("%s: untuned PSNR %.2f dB  SSIM %.3f", f.name, ps0[-1], ss0[-1])
         if task == "reconstruct":
-            rows.append((target, result))
+            rows.append((target, pivot, result) if tuned else (target, result))
         else:
             shown = project_target(req) if task != "deblur" else req.target
             if fill is not None:
                 shown = np.where(fill[..., None], 128, shown).astype(np.uint8)
-            rows.append((shown, result, target))
+            rows.append((shown, pivot, result, target) if tuned else (shown, result, target))
         ps.append(psnr(target, result))
         ss.append(ssim(target, result))
         log.info("%s: PSNR %.2f dB  SSIM %.3f  %.1f s", f.name, ps[-1], ss[-1], secs[-1])
@@ -79,7 +97,14 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
                else "none", "steps": cfg.steps, "latent_space": cfg.latent_space,
                "psnr_mean": statistics.fmean(ps), "psnr_median": statistics.median(ps),
                "ssim_mean": statistics.fmean(ss), "ssim_median": statistics.median(ss),
-               "seconds_mean": statistics.fmean(secs)}
+               "seconds_mean": statistics.fmean(secs),
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if tuned:
+        figures.update(tune_steps=cfg.tuning.steps, tune_lr=cfg.tuning.lr, tune_locality=cfg.tuning.locality,
+                       untuned_psnr_mean=statistics.fmean(ps0), untuned_psnr_median=statistics.median(ps0),
+                       untuned_ssim_mean=statistics.fmean(ss0),
+                       latent_steps_per_s=cfg.steps * len(secs) / (sum(secs) - sum(tune_secs)),
+                       tune_steps_per_s=cfg.tuning.steps * len(secs) / sum(tune_secs))
     return figures, rows
 
 
@@ -93,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--perceptual", choices=PERCEPTUALS, help="perceptual network (default: the task's default)")
     p.add_argument("--task", default="reconstruct", choices=("reconstruct", "inpaint", "colorize", "deblur"))
     p.add_argument("--mask", help="inpaint: fill mask image (white = hole), fitted to the model's resolution")
+    p.add_argument("--tune-steps", type=int, default=0, help="pivotal tuning steps after the latent search (0 = off)")
+    p.add_argument("--tune-lr", type=float, help=f"pivotal tuning learning rate (default {TuningConfig.lr:g})")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
@@ -112,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = prepare(load_model(a.model, device=a.device), device=a.device)
     fill = fit_mask(read_rgb(a.mask).mean(axis=-1) > 127, model.resolution) if a.mask else None
-    figures, pairs = evaluate(model, files, steps=a.steps, task=a.task, perceptual=a.perceptual, fill=fill)
+    tuning = TuningConfig(steps=a.tune_steps, **({} if a.tune_lr is None else {"lr": a.tune_lr}))
+    tuning.validate(InversionConfig.max_steps)
+    figures, pairs = evaluate(model, files, steps=a.steps, task=a.task, perceptual=a.perceptual, fill=fill,
+                              tuning=tuning)
     out = Path(a.out)
     write_png(out / "samples.png", sample_grid(model))
     rows = [np.concatenate(row, axis=1) for row in pairs[:16]]
@@ -123,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
           f"w+ {figures['steps']} steps: "
           f"PSNR {figures['psnr_mean']:.2f} dB (median {figures['psnr_median']:.2f}), "
           f"SSIM {figures['ssim_mean']:.3f} (median {figures['ssim_median']:.3f}), "
-          f"{figures['seconds_mean']:.1f} s per image")
+          f"{figures['seconds_mean']:.1f} s per image, peak RSS {figures['peak_rss_mib']:.0f} MiB")
+    if a.tune_steps > 0:
+        print(f"  untuned (same runs at step {a.steps}): PSNR {figures['untuned_psnr_mean']:.2f} dB (median "
+              f"{figures['untuned_psnr_median']:.2f}), SSIM {figures['untuned_ssim_mean']:.3f}; tuning {a.tune_steps} "
+              f"steps at lr {tuning.lr:g}: {figures['tune_steps_per_s']:.2f} steps/s (latent search "
+              f"{figures['latent_steps_per_s']:.2f} steps/s); rows show the untuned result before the tuned one")
     return 0
 
 
