@@ -2,8 +2,9 @@
 
 A restricted `pickle.Unpickler` allows only the globals needed to rebuild tensors, numpy scalars/arrays,
 EasyDicts and persistence records; everything else (e.g. `os.system`) is refused before it can be
-called. Each record's `class_name` and `_init_kwargs` pick and configure our module; parameters and
-buffers are mapped by name and checked strictly. `module_src` (the pickled source code) is never run.
+called. A record's bare `class_name` plus the official file its `module_src` is (`models.official_source`
+parses it; the pickled source is never run) pick our module, `_init_kwargs` (with that file's defaults)
+configure it; parameters and buffers are mapped by name and checked strictly. StyleGAN3 is refused.
 """
 from __future__ import annotations
 
@@ -20,27 +21,38 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, build_discriminator, build_generator
+from .official_source import ADA, SG3_STYLEGAN2, SG3_STYLEGAN3, SUPPORTED, SourceInfo, describe_source
 from .strict_load import CheckpointError, load_strict
 
 # Options that only change memory layout or training behaviour, not the maths of a forward pass.
 _LAYOUT_ONLY = {"fp16_channels_last", "channels_last", "freeze_layers", "fused_modconv_default"}
-_G_CLASSES = {"training.networks.Generator", "training.networks_stylegan2.Generator"}
-_D_CLASSES = {"training.networks.Discriminator", "training.networks_stylegan2.Discriminator"}
+# Constructor defaults that differ between the two StyleGAN2 files: a record's `_init_kwargs` holds only what
+# the caller passed (the stylegan3 repo's train.py leaves num_fp16_res/conv_clamp to these defaults).
+_SYNTHESIS_DEFAULTS = {ADA: {"num_fp16_res": 0, "conv_clamp": None}, SG3_STYLEGAN2: {"num_fp16_res": 4, "conv_clamp": 256}}
+_MAPPING_DEFAULTS = {ADA: {"w_avg_beta": 0.995}, SG3_STYLEGAN2: {"w_avg_beta": 0.998}}
+_D_DEFAULTS = {ADA: {"num_fp16_res": 0, "conv_clamp": None}, SG3_STYLEGAN2: {"num_fp16_res": 4, "conv_clamp": 256}}
+_SUPPORTED_TEXT = " or ".join(SUPPORTED)
 
 
 @dataclass
 class PersistentRecord:
-    """An inert stand-in for a `torch_utils.persistence` object: class name + pickled `__dict__`."""
+    """An inert stand-in for a `torch_utils.persistence` object: bare class name, what its `module_src` is
+    (`describe_source`, parsed, never run), and its pickled `__dict__`."""
 
     class_name: str
     state: dict
+    source: SourceInfo
     version: Any = None
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
+    # Official `persistent_class.__reduce__`: meta = dict(type, version, module_src, class_name, state) with the
+    # BARE class name; which file the class came from shows only in `module_src`.
+    if (not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict)
+            or not isinstance(meta.get("class_name"), str) or not isinstance(meta.get("module_src"), str)):
         raise CheckpointError("malformed persistence record in network pickle")
-    return PersistentRecord(class_name=str(meta.get("class_name")), state=meta["state"], version=meta.get("version"))
+    return PersistentRecord(class_name=meta["class_name"], state=meta["state"],
+                            source=describe_source(meta["module_src"]), version=meta.get("version"))
 
 
 class _EasyDict(dict):
@@ -114,13 +126,13 @@ def read_pickle(f: BinaryIO) -> Any:
 
 
 def _plain(obj: Any) -> Any:
-    """EasyDicts/OrderedDicts -> dicts, recursively (for constructor kwargs)."""
+    """EasyDicts/OrderedDicts -> dicts, numpy values -> Python values, recursively (for constructor kwargs)."""
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_plain(v) for v in obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
     return obj
 
 
@@ -144,6 +156,32 @@ def flatten_record(record: PersistentRecord, prefix: str = "") -> dict[str, torc
     return out
 
 
+def _check_record(record: PersistentRecord, *, what: str, class_name: str) -> str:
+    """The official file `record` (a network root) came from; refuse anything but the supported StyleGAN2 files,
+    and submodule records from another file or naming a class their source does not define."""
+    kind = record.source.kind
+    if kind == SG3_STYLEGAN3:
+        raise CheckpointError(f"{what} is an alias-free StyleGAN3 network (stylegan3's training/networks_stylegan3.py); "
+                              f"StyleGAN3 is not supported. Supported: StyleGAN2 networks from {_SUPPORTED_TEXT} "
+                              "(e.g. stylegan2-ada-pytorch's ffhq.pkl/afhqcat.pkl, stylegan3's stylegan2-*.pkl)")
+    if kind not in SUPPORTED:
+        raise CheckpointError(f"{what}: class {record.class_name!r} comes from source code that is neither "
+                              f"{_SUPPORTED_TEXT} (the StyleGAN2 networks supported)")
+    if record.class_name != class_name:
+        raise CheckpointError(f"unsupported {what} class {record.class_name!r} (expected {class_name!r} from "
+                              f"{_SUPPORTED_TEXT})")
+
+    def walk(rec: PersistentRecord, path: str) -> None:
+        if rec.source.kind != kind or rec.class_name not in rec.source.classes:
+            raise CheckpointError(f"{what}: submodule {path} ({rec.class_name!r}) does not come from {kind}")
+        for name, child in (rec.state.get("_modules") or {}).items():
+            if isinstance(child, PersistentRecord):
+                walk(child, f"{path}.{name}")
+
+    walk(record, what)
+    return kind
+
+
 def _strip(kwargs: dict, what: str, allowed: set[str]) -> dict:
     unknown = sorted(set(kwargs) - allowed - _LAYOUT_ONLY)
     if unknown:
@@ -151,11 +189,23 @@ def _strip(kwargs: dict, what: str, allowed: set[str]) -> dict:
     return {k: v for k, v in kwargs.items() if k not in _LAYOUT_ONLY}
 
 
+def _with_defaults(kwargs: dict, defaults: dict) -> dict:
+    """`kwargs` plus the source file's defaults for what the record leaves out (recorded options first)."""
+    return {**kwargs, **{k: v for k, v in defaults.items() if k not in kwargs}}
+
+
+def _lrelu_only(kwargs: dict, what: str) -> dict:
+    # Networks converted from TensorFlow (legacy.py) pass activation='lrelu' down to every synthesis layer;
+    # that is what our synthesis layers do anyway, anything else they cannot.
+    act = kwargs.pop("activation", "lrelu")
+    if act != "lrelu":
+        raise CheckpointError(f"{what}: unsupported activation {act!r} (only 'lrelu')")
+    return kwargs
+
+
 def generator_kwargs(record: PersistentRecord) -> dict:
     """Our Generator kwargs from an official G record (ADA nests synthesis_kwargs, the SG3 repo flattens)."""
-    if record.class_name not in _G_CLASSES:
-        raise CheckpointError(f"unsupported generator class {record.class_name!r} (StyleGAN2 generators only: "
-                              f"{sorted(_G_CLASSES)})")
+    kind = _check_record(record, what="generator", class_name="Generator")
     init = _plain(record.state.get("_init_kwargs") or {})
     args = list(_plain(record.state.get("_init_args") or ()))
     names = ["z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"]
@@ -164,11 +214,16 @@ def generator_kwargs(record: PersistentRecord) -> dict:
     missing = [k for k in names if k not in top]
     if missing:
         raise CheckpointError(f"generator record lacks constructor arguments {missing}")
-    mapping = _strip(init.pop("mapping_kwargs", {}) or {}, "mapping network",
-                     {"num_layers", "embed_features", "layer_features", "activation", "lr_multiplier",
-                      "w_avg_beta"})
-    synthesis = dict(init.pop("synthesis_kwargs", {}) or {})
-    synthesis.update(init)  # StyleGAN3-repo layout: synthesis options at top level
+    mapping = _with_defaults(init.pop("mapping_kwargs", None) or {}, _MAPPING_DEFAULTS[kind])
+    mapping = _strip(mapping, "mapping network", {"num_layers", "embed_features", "layer_features", "activation",
+                                                  "lr_multiplier", "w_avg_beta"})
+    if kind == ADA:
+        synthesis = dict(init.pop("synthesis_kwargs", None) or {})
+        if init:
+            raise CheckpointError(f"generator ({kind}): unsupported constructor options {sorted(init)}")
+    else:
+        synthesis = init  # stylegan3 repo: `Generator(..., **synthesis_kwargs)`
+    synthesis = _lrelu_only(_with_defaults(synthesis, _SYNTHESIS_DEFAULTS[kind]), "synthesis network")
     synthesis = _strip(synthesis, "synthesis network", {"channel_base", "channel_max", "num_fp16_res",
                                                         "conv_clamp", "architecture", "resample_filter",
                                                         "use_noise"})
@@ -176,18 +231,18 @@ def generator_kwargs(record: PersistentRecord) -> dict:
 
 
 def discriminator_kwargs(record: PersistentRecord) -> dict:
-    if record.class_name not in _D_CLASSES:
-        raise CheckpointError(f"unsupported discriminator class {record.class_name!r}")
-    init = _plain(record.state.get("_init_kwargs") or {})
+    kind = _check_record(record, what="discriminator", class_name="Discriminator")
+    init = _with_defaults(_plain(record.state.get("_init_kwargs") or {}), _D_DEFAULTS[kind])
     args = list(_plain(record.state.get("_init_args") or ()))
     init.update(dict(zip(["c_dim", "img_resolution", "img_channels"], args)))
+    if init.get("c_dim", 0):
+        raise CheckpointError("conditional discriminators are not supported")
+    # Unused without labels (legacy.py fills it in for every converted network).
+    init.pop("mapping_kwargs", None)
     init["block_kwargs"] = _strip(init.get("block_kwargs") or {}, "discriminator block",
                                   {"activation", "resample_filter"})
     init["epilogue_kwargs"] = _strip(init.get("epilogue_kwargs") or {}, "discriminator epilogue",
                                      {"mbstd_group_size", "mbstd_num_channels", "activation"})
-    if init.get("mapping_kwargs"):
-        raise CheckpointError("conditional discriminators are not supported")
-    init.pop("mapping_kwargs", None)
     return _strip(init, "discriminator", {"c_dim", "img_resolution", "img_channels", "architecture",
                                           "channel_base", "channel_max", "num_fp16_res", "conv_clamp",
                                           "cmap_dim", "block_kwargs", "epilogue_kwargs"})

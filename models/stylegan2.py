@@ -365,7 +365,8 @@ class MinibatchStdLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         # Largest group size <= group_size dividing the batch (the official code asserts divisibility).
-        g = max(d for d in range(1, min(self.group_size, n) + 1) if n % d == 0)
+        # group_size None = the whole batch (official meaning; TF-converted networks may carry it).
+        g = max(d for d in range(1, min(self.group_size or n, n) + 1) if n % d == 0)
         f = self.num_channels
         y = x.reshape(g, -1, f, c // f, h, w)
         y = (y - y.mean(dim=0)).square().mean(dim=0)

@@ -1,15 +1,21 @@
-"""Write network pickles laid out like the official StyleGAN2-ADA / StyleGAN3-repo ones, from our own networks.
+"""Write network pickles exactly as the official StyleGAN2-ADA / stylegan3-repo training loops do, from our networks.
 
-The official training code pickles `{'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}` with plain
-`pickle.dump`; every network is a `torch_utils.persistence` object that pickles as
-`_reconstruct_persistent_obj(meta)` with `meta = dict(type='class', version, module_src, class_name, state)`,
-`state` being the nn.Module `__dict__` (`_parameters`, `_buffers`, `_modules` of child records, ...) plus the
-constructor arguments in `_init_args` / `_init_kwargs`. Settings live in `dnnlib.util.EasyDict`s.
+What the official code writes (NVlabs `torch_utils/persistence.py`, `training/training_loop.py`):
+- `pickle.dump(snapshot_data, f)` with the running Python's default protocol (4 on Python 3.8+, 3 on the
+  Python 3.7 the 2021 files came from); `snapshot_data` is, in the ADA repo,
+  `{training_set_kwargs, G, D, G_ema, augment_pipe}` (in the stylegan3 repo `training_set_kwargs` comes last),
+  `training_set_kwargs` being a plain `dict` copy of an EasyDict.
+- every network object pickles through `persistent_class.__reduce__` as
+  `_reconstruct_persistent_obj(dict(type='class', version=6, module_src=<source of the defining module>,
+  class_name=<BARE class name>, state=<the module's __dict__>))`; submodules in `state['_modules']` are
+  records too. `state` ends with `_init_args` (a tuple) and `_init_kwargs` (a plain dict: the constructor was
+  called with `**kwargs`) whose nested option groups are `dnnlib.util.EasyDict`s. Networks are `.eval()`
+  and `requires_grad_(False)` copies, gains computed with `np.sqrt` are numpy float64 scalars.
 
-`write_official_pickle` reproduces that byte structure without the official code: stand-ins for
-`torch_utils.persistence._reconstruct_persistent_obj` and `dnnlib.util.EasyDict` are put in `sys.modules` only
-while pickling (pickle needs to find them by name) and removed again afterwards, so a loader that imports
-those modules (or runs `module_src`, which raises) is caught by the tests.
+The defining module's source is not ours to ship, so `module_src` is a stand-in with the definitions that tell
+the three files apart (class names, `__init__` signatures) whose first statement raises: a loader that
+runs it fails. Stand-ins for `torch_utils.persistence._reconstruct_persistent_obj` and
+`dnnlib.util.EasyDict` are put in `sys.modules` only while pickling (pickle finds globals by name).
 """
 from __future__ import annotations
 
@@ -25,9 +31,91 @@ import numpy as np
 import torch
 from torch import nn
 
-MODULE_SRC = "raise RuntimeError('must never run')"
+from tests.official_calls import Call, discriminator_calls, generator_calls
+
 FAKE_MODULES = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
-LAYOUT_PREFIX = {"ada": "training.networks", "sg3": "training.networks_stylegan2"}
+LAYOUTS = ("ada", "sg3")
+PERSISTENCE_VERSION = 6  # `_version` in both repositories' torch_utils/persistence.py
+
+# --------------------------------------------------------------------------------------------- module_src stand-ins
+
+_COMMON = {
+    "FullyConnectedLayer": "in_features, out_features, bias=True, activation='linear', lr_multiplier=1, bias_init=0",
+    "Conv2dLayer": "in_channels, out_channels, kernel_size, bias=True, activation='linear', up=1, down=1, "
+                   "resample_filter=[1,3,3,1], conv_clamp=None, channels_last=False, trainable=True",
+    "MappingNetwork": "z_dim, c_dim, w_dim, num_ws, num_layers=8, embed_features=None, layer_features=None, "
+                      "activation='lrelu', lr_multiplier=0.01, w_avg_beta={beta}",
+    "SynthesisLayer": "in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1, use_noise=True, "
+                      "activation='lrelu', resample_filter=[1,3,3,1], conv_clamp=None, channels_last=False",
+    "ToRGBLayer": "in_channels, out_channels, w_dim, kernel_size=1, conv_clamp=None, channels_last=False",
+    "DiscriminatorBlock": "in_channels, tmp_channels, out_channels, resolution, img_channels, first_layer_idx, "
+                          "architecture='resnet', activation='lrelu', resample_filter=[1,3,3,1], conv_clamp=None, "
+                          "use_fp16=False, fp16_channels_last=False, freeze_layers=0",
+    "MinibatchStdLayer": "group_size, num_channels=1",
+    "DiscriminatorEpilogue": "in_channels, cmap_dim, resolution, img_channels, architecture='resnet', "
+                             "mbstd_group_size=4, mbstd_num_channels=1, activation='lrelu', conv_clamp=None",
+}
+_SIGNATURES = {
+    "ada": {**_COMMON,
+            "MappingNetwork": _COMMON["MappingNetwork"].format(beta=0.995),
+            "SynthesisBlock": "in_channels, out_channels, w_dim, resolution, img_channels, is_last, "
+                              "architecture='skip', resample_filter=[1,3,3,1], conv_clamp=None, use_fp16=False, "
+                              "fp16_channels_last=False, **layer_kwargs",
+            "SynthesisNetwork": "w_dim, img_resolution, img_channels, channel_base=32768, channel_max=512, "
+                                "num_fp16_res=0, **block_kwargs",
+            "Generator": "z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, synthesis_kwargs={}",
+            "Discriminator": "c_dim, img_resolution, img_channels, architecture='resnet', channel_base=32768, "
+                             "channel_max=512, num_fp16_res=0, conv_clamp=None, cmap_dim=None, block_kwargs={}, "
+                             "mapping_kwargs={}, epilogue_kwargs={}"},
+    "sg3": {**_COMMON,
+            "MappingNetwork": _COMMON["MappingNetwork"].format(beta=0.998),
+            "SynthesisBlock": "in_channels, out_channels, w_dim, resolution, img_channels, is_last, "
+                              "architecture='skip', resample_filter=[1,3,3,1], conv_clamp=256, use_fp16=False, "
+                              "fp16_channels_last=False, fused_modconv_default=True, **layer_kwargs",
+            "SynthesisNetwork": "w_dim, img_resolution, img_channels, channel_base=32768, channel_max=512, "
+                                "num_fp16_res=4, **block_kwargs",
+            "Generator": "z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs",
+            "Discriminator": "c_dim, img_resolution, img_channels, architecture='resnet', channel_base=32768, "
+                             "channel_max=512, num_fp16_res=4, conv_clamp=256, cmap_dim=None, block_kwargs={}, "
+                             "mapping_kwargs={}, epilogue_kwargs={}"},
+    "stylegan3": {
+        "FullyConnectedLayer": _COMMON["FullyConnectedLayer"],
+        "MappingNetwork": "z_dim, c_dim, w_dim, num_ws, num_layers=2, lr_multiplier=0.01, w_avg_beta=0.998",
+        "SynthesisInput": "w_dim, channels, size, sampling_rate, bandwidth",
+        "SynthesisLayer": "w_dim, is_torgb, is_critically_sampled, use_fp16, in_channels, out_channels, in_size, "
+                          "out_size, in_sampling_rate, out_sampling_rate, in_cutoff, out_cutoff, in_half_width, "
+                          "out_half_width, conv_kernel=3, filter_size=6, lrelu_upsampling=2, "
+                          "use_radial_filters=False, conv_clamp=256, magnitude_ema_beta=0.999",
+        "SynthesisNetwork": "w_dim, img_resolution, img_channels, channel_base=32768, channel_max=512, "
+                            "num_layers=14, num_critical=2, first_cutoff=2, first_stopband=2**2.1, "
+                            "last_stopband_rel=2**0.3, margin_size=10, output_scale=0.25, num_fp16_res=4, "
+                            "**layer_kwargs",
+        "Generator": "z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs"},
+    "augment": {"AugmentPipe": "xflip=0, rotate90=0, xint=0, xint_max=0.125, scale=0, rotate=0, aniso=0, xfrac=0, "
+                               "scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125, brightness=0, "
+                               "contrast=0, lumaflip=0, hue=0, saturation=0, brightness_std=0.2, contrast_std=0.5, "
+                               "hue_max=1, saturation_std=1, imgfilter=0, imgfilter_bands=[1,1,1,1], "
+                               "imgfilter_std=1, noise=0, cutout=0, noise_std=0.1, cutout_size=0.5"},
+}
+_FILES = {"ada": "stylegan2-ada-pytorch training/networks.py", "sg3": "stylegan3 training/networks_stylegan2.py",
+          "stylegan3": "stylegan3 training/networks_stylegan3.py", "augment": "training/augment.py"}
+
+
+def stand_in_source(kind: str) -> str:
+    """Module source standing in for one official file: its classes and `__init__` signatures; raises if run."""
+    lines = [f'"""Stand-in for {_FILES[kind]} (test fixture)."""',
+             "raise RuntimeError('module_src must never be executed')",
+             "import numpy as np", "import torch", "from torch_utils import persistence", ""]
+    for name, signature in _SIGNATURES[kind].items():
+        lines += ["@persistence.persistent_class", f"class {name}(torch.nn.Module):",
+                  f"    def __init__(self, {signature}):", "        super().__init__()", ""]
+    return "\n".join(lines)
+
+
+MODULE_SRC = {kind: stand_in_source(kind) for kind in _SIGNATURES}
+
+
+# --------------------------------------------------------------------------------------------- pickling stand-ins
 
 
 def _reconstruct_persistent_obj(meta):  # pragma: no cover - only ever referenced by name inside pickles
@@ -51,13 +139,19 @@ EasyDict.__module__ = "dnnlib.util"
 
 
 class PersistentObject:
-    """Pickles as the official `torch_utils.persistence` record of one network object."""
+    """Pickles as the official `persistent_class.__reduce__` does: `(_reconstruct_persistent_obj, (meta,), None)`."""
 
-    def __init__(self, class_name: str, state: dict, version: int = 4):
-        self.meta = dict(type="class", version=version, module_src=MODULE_SRC, class_name=class_name, state=state)
+    def __init__(self, class_name: str, state: dict, *, module_src: str):
+        self.meta = dict(type="class", version=PERSISTENCE_VERSION, module_src=module_src, class_name=class_name,
+                         state=state)
 
     def __reduce__(self):
-        return _reconstruct_persistent_obj, (self.meta,)
+        return _reconstruct_persistent_obj, (self.meta,), None
+
+    def __deepcopy__(self, memo: dict) -> "PersistentObject":
+        new = PersistentObject.__new__(PersistentObject)  # not through __reduce__ (that names the stand-in)
+        new.meta = copy.deepcopy(self.meta, memo)
+        return new
 
 
 class Reducer:
@@ -70,144 +164,196 @@ class Reducer:
         return self.func, self.args
 
 
-# --------------------------------------------------------------------------------------------- constructor args
+# --------------------------------------------------------------------------------------------- constructor kwargs
 
 
 def _channels_of(blocks: Mapping[int, int]) -> tuple[int, int]:
     """(channel_base, channel_max) reproducing `channels[res] = min(channel_base // res, channel_max)`."""
-    channel_max = max(blocks.values())
     top = max(blocks)
-    return blocks[top] * top, channel_max
+    return blocks[top] * top, max(blocks.values())
 
 
-def generator_init_kwargs(G: nn.Module, config=None, *, layout: str = "ada") -> EasyDict:
-    """Official Generator constructor kwargs (ADA nests synthesis_kwargs, the SG3 repo flattens them)."""
+def _common_kwargs(net: nn.Module) -> dict:
+    # training_loop.py: `common_kwargs = dict(c_dim=..., img_resolution=..., img_channels=...)`, passed last.
+    return dict(c_dim=int(net.c_dim), img_resolution=int(net.img_resolution), img_channels=int(net.img_channels))
+
+
+def generator_init_kwargs(G: nn.Module, config=None, *, layout: str = "ada", numpy_values: bool = False) -> dict:
+    """`_init_kwargs` of a Generator built by the official train.py -> training_loop.py for `layout`.
+
+    ADA: `Generator(z_dim, w_dim, mapping_kwargs=EasyDict, synthesis_kwargs=EasyDict(channel_base, channel_max,
+    num_fp16_res, conv_clamp), c_dim, img_resolution, img_channels)`; the stylegan3 repo passes the synthesis
+    options flat, adds `fused_modconv_default`, and sets num_fp16_res/conv_clamp only when they differ from
+    its defaults (4 / 256: its `--fp32` sets 0 / None). `numpy_values` stores numbers as numpy scalars, as
+    networks converted by legacy.py can.
+    """
     if config is not None:
         g = copy.deepcopy(config.g_kwargs)
         mapping = dict(g.get("mapping_kwargs") or {})
         synthesis = dict(g.get("synthesis_kwargs") or {})
-        top = {k: g[k] for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")}
     else:
-        top = dict(z_dim=G.z_dim, c_dim=G.c_dim, w_dim=G.w_dim, img_resolution=G.img_resolution,
-                   img_channels=G.img_channels)
         mapping = dict(num_layers=G.mapping.num_layers)
         base, cmax = _channels_of({b.resolution: b.conv1.weight.shape[0] for b in G.synthesis.blocks()})
         synthesis = dict(channel_base=base, channel_max=cmax)
     synthesis.setdefault("num_fp16_res", 0)
     synthesis.setdefault("conv_clamp", None)
+    if numpy_values:
+        synthesis = {k: np.int64(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                     for k, v in synthesis.items()}
+    head = dict(z_dim=int(G.z_dim), w_dim=int(G.w_dim), mapping_kwargs=EasyDict(mapping))
     if layout == "ada":
-        return EasyDict(**top, mapping_kwargs=EasyDict(mapping), synthesis_kwargs=EasyDict(synthesis))
+        return dict(**head, synthesis_kwargs=EasyDict(synthesis), **_common_kwargs(G))
     if layout == "sg3":
-        return EasyDict(**top, mapping_kwargs=EasyDict(mapping), **synthesis, fused_modconv_default="inference_only")
+        flat = {k: v for k, v in synthesis.items() if (k, v) not in (("num_fp16_res", 4), ("conv_clamp", 256))}
+        return dict(**head, **flat, fused_modconv_default="inference_only", **_common_kwargs(G))
     raise ValueError(f"unknown layout {layout!r}")
 
 
-def discriminator_init_kwargs(D: nn.Module, config=None, *, layout: str = "ada") -> EasyDict:
+def discriminator_init_kwargs(D: nn.Module, config=None, *, layout: str = "ada") -> dict:
+    """`_init_kwargs` of the official train.py's Discriminator (block/mapping/epilogue kwargs as EasyDicts)."""
     if config is not None and config.d_kwargs is not None:
         d = copy.deepcopy(config.d_kwargs)
     else:
         channels = {res: getattr(D, f"b{res}").conv0.weight.shape[0] for res in D.block_resolutions}
         channels[4] = D.b4.conv.weight.shape[0]
         base, cmax = _channels_of(channels)
-        d = dict(c_dim=D.c_dim, img_resolution=D.img_resolution, img_channels=D.img_channels,
-                 channel_base=base, channel_max=cmax,
-                 epilogue_kwargs=dict(mbstd_group_size=D.b4.mbstd.group_size))
-    out = EasyDict(c_dim=d.pop("c_dim", 0), img_resolution=d.pop("img_resolution"),
-                   img_channels=d.pop("img_channels", 3), architecture=d.pop("architecture", "resnet"),
-                   channel_base=d.pop("channel_base"), channel_max=d.pop("channel_max"),
-                   num_fp16_res=d.pop("num_fp16_res", 0), conv_clamp=d.pop("conv_clamp", None),
-                   cmap_dim=d.pop("cmap_dim", None),
-                   block_kwargs=EasyDict(d.pop("block_kwargs", None) or {}),
-                   mapping_kwargs=EasyDict(d.pop("mapping_kwargs", None) or {}),
-                   epilogue_kwargs=EasyDict(d.pop("epilogue_kwargs", None) or {}))
-    out.epilogue_kwargs.setdefault("mbstd_group_size", 4)
+        d = dict(channel_base=base, channel_max=cmax, epilogue_kwargs=dict(mbstd_group_size=D.b4.mbstd.group_size))
+    for k in ("c_dim", "img_resolution", "img_channels"):
+        d.pop(k, None)
+    block = EasyDict(d.pop("block_kwargs", None) or {})
+    epilogue = EasyDict(d.pop("epilogue_kwargs", None) or {})
+    epilogue.setdefault("mbstd_group_size", 4)
     if layout == "sg3":
-        out.block_kwargs.setdefault("freeze_layers", 0)
-    if d:
-        raise ValueError(f"unhandled discriminator kwargs {sorted(d)}")
-    return out
+        block.setdefault("freeze_layers", 0)  # the stylegan3 repo's --freezed
+    out = dict(block_kwargs=block, mapping_kwargs=EasyDict(d.pop("mapping_kwargs", None) or {}),
+               epilogue_kwargs=epilogue, channel_base=d.pop("channel_base"), channel_max=d.pop("channel_max"))
+    fp16, clamp = d.pop("num_fp16_res", 0), d.pop("conv_clamp", None)
+    if layout == "ada" or (fp16, clamp) != (4, 256):
+        out.update(num_fp16_res=fp16, conv_clamp=clamp)
+    out.update(d)  # anything else our config holds (architecture, cmap_dim) passes through
+    return {**out, **_common_kwargs(D)}
 
 
-# --------------------------------------------------------------------------------------------- module records
+# --------------------------------------------------------------------------------------------- records
 
 
-def _plain_attributes(module: nn.Module) -> dict:
-    """Public plain attributes of the module (z_dim, resolution, weight_gain, ...), floats as numpy scalars
-    the way the official code computes them (`np.sqrt`)."""
-    out = {}
-    for k, v in vars(module).items():
-        if k.startswith("_") or k == "training":
-            continue
-        if isinstance(v, float):
-            out[k] = np.float64(v)
-        elif isinstance(v, (bool, int, str, type(None))) or (isinstance(v, list) and all(isinstance(i, int) for i in v)):
-            out[k] = v
-    return out
+_TORCH_INTERNALS = frozenset(vars(nn.Module()))
 
 
-def module_record(module: nn.Module, *, prefix: str, init_kwargs: EasyDict | None = None,
+def module_record(module: nn.Module, *, module_src: str, calls: Mapping[str, Call],
                   overrides: Mapping[str, torch.Tensor | None] | None = None, path: str = "") -> PersistentObject:
-    """Persistence record mirroring `module`'s `__dict__`, recursively; `overrides` (dotted names, relative to
-    the root) replace a parameter/buffer tensor, or drop it when the value is None."""
+    """Persistence record of `module`: its `__dict__` as torch keeps it (internals in order), submodules as
+    records, then the attributes and constructor arguments the official class has (`calls[path]`, see
+    tests/official_calls.py). `overrides` (dotted names from the root) replace a parameter/buffer tensor, or
+    drop it when the value is None."""
     overrides = overrides or {}
 
-    def tensor_entry(name: str, t: torch.Tensor, *, parameter: bool):
-        key = path + name
-        if key in overrides:
-            t = overrides[key]
-            if t is None:
-                return None
-        t = t.detach().clone()
-        return nn.Parameter(t, requires_grad=False) if parameter else t
+    def tensors(container: dict, *, parameter: bool) -> dict:
+        out = type(container)()  # dict in torch 2.x modules, OrderedDict in the 1.x of the 2021 files
+        for name, t in container.items():
+            key = path + name
+            if key in overrides:
+                t = overrides[key]
+                if t is None:
+                    continue
+            if t is not None:
+                t = t.detach().clone()
+                t = nn.Parameter(t, requires_grad=False) if parameter else t
+            out[name] = t
+        return out
 
-    params = OrderedDict()
-    for name, p in module._parameters.items():
-        entry = tensor_entry(name, p, parameter=True) if p is not None else None
-        if entry is not None or p is None:
-            params[name] = entry
-    buffers = OrderedDict()
-    for name, b in module._buffers.items():
-        entry = tensor_entry(name, b, parameter=False) if b is not None else None
-        if entry is not None or b is None:
-            buffers[name] = entry
-    children = OrderedDict((name, module_record(child, prefix=prefix, overrides=overrides, path=f"{path}{name}.")
-                            if child is not None else None) for name, child in module._modules.items())
-    state = {
-        "training": False,
-        "_parameters": params,
-        "_buffers": buffers,
-        "_non_persistent_buffers_set": set(module._non_persistent_buffers_set),
-        "_backward_pre_hooks": OrderedDict(),
-        "_backward_hooks": OrderedDict(),
-        "_is_full_backward_hook": None,
-        "_forward_hooks": OrderedDict(),
-        "_forward_hooks_with_kwargs": OrderedDict(),
-        "_forward_pre_hooks": OrderedDict(),
-        "_state_dict_hooks": OrderedDict(),
-        "_load_state_dict_pre_hooks": OrderedDict(),
-        "_load_state_dict_post_hooks": OrderedDict(),
-        "_modules": children,
-        **_plain_attributes(module),
-        "_init_args": (),
-        "_init_kwargs": init_kwargs if init_kwargs is not None else EasyDict(),
-    }
-    return PersistentObject(f"{prefix}.{type(module).__name__}", state)
+    call = calls[path.rstrip(".")]
+    state: dict[str, Any] = {}
+    for key, value in vars(module).items():
+        if key == "training":
+            state[key] = False
+        elif key == "_parameters":
+            state[key] = tensors(value, parameter=True)
+        elif key == "_buffers":
+            state[key] = tensors(value, parameter=False)
+        elif key == "_modules":
+            state[key] = type(value)(
+                (name, module_record(child, module_src=module_src, calls=calls, overrides=overrides,
+                                     path=f"{path}{name}.") if child is not None else None)
+                for name, child in value.items())
+        elif key in _TORCH_INTERNALS:
+            state[key] = copy.copy(value)  # torch's (empty) hook dicts, _non_persistent_buffers_set, ...
+        # Anything else (our own caches) is not what the official class has; its attributes come from `call`.
+    state.update(copy.deepcopy(call.attrs))
+    state["_init_args"] = tuple(call.args)
+    state["_init_kwargs"] = copy.deepcopy(dict(call.kwargs))
+    return PersistentObject(type(module).__name__, state, module_src=module_src)
 
 
-def _augment_pipe_record() -> PersistentObject:
-    state = {
-        "training": False,
-        "_parameters": OrderedDict(),
-        "_buffers": OrderedDict(p=torch.zeros([]), Hz_geom=torch.randn(12)),
-        "_non_persistent_buffers_set": set(),
-        "_modules": OrderedDict(),
-        "xflip": np.float64(1.0), "rotate90": 1, "xint_max": np.float32(0.125),
-        "imgfilter_bands": np.array([1.0, 1.0, 1.0, 1.0], dtype=np.float32),
-        "lumaflip_axis": np.array([[0.5, 0.5], [0.5, 0.5]]),
-        "_init_args": (),
-        "_init_kwargs": EasyDict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1),
-    }
-    return PersistentObject("training.augment.AugmentPipe", state)
+def _record(class_name: str, *, kind: str, parameters: Mapping[str, torch.Tensor] | None = None,
+            buffers: Mapping[str, torch.Tensor] | None = None, modules: Mapping[str, PersistentObject] | None = None,
+            attributes: Mapping[str, Any] | None = None, init_kwargs: Mapping | None = None) -> PersistentObject:
+    """A record for a module we have no class for (augment pipe, StyleGAN3 layers), `__dict__` like torch's."""
+    template = {k: copy.copy(v) for k, v in vars(nn.Module()).items()}
+    template.update(training=False,
+                    _parameters=type(template["_parameters"])((k, nn.Parameter(v, requires_grad=False))
+                                                              for k, v in (parameters or {}).items()),
+                    _buffers=type(template["_buffers"])(buffers or {}),
+                    _modules=type(template["_modules"])(modules or {}))
+    template.update(attributes or {})
+    template.update(_init_args=(), _init_kwargs=dict(init_kwargs or {}))
+    return PersistentObject(class_name, template, module_src=MODULE_SRC[kind])
+
+
+def augment_pipe_record(*, numpy_arrays: bool = False) -> PersistentObject:
+    """The 'bgc' AugmentPipe the official train.py builds (`--aug=ada`): float attributes, `imgfilter_bands` a list,
+    buffers p / Hz_geom / Hz_fbank. `numpy_arrays` stores two attributes as numpy arrays (some files have them)."""
+    gen = torch.Generator().manual_seed(3)
+    opts = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1,
+                lumaflip=1, hue=1, saturation=1)
+    # AugmentPipe.__init__ stores every option as a float, in its signature's order.
+    defaults = dict(xflip=0, rotate90=0, xint=0, xint_max=0.125, scale=0, rotate=0, aniso=0, xfrac=0,
+                    scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125, brightness=0, contrast=0,
+                    lumaflip=0, hue=0, saturation=0, brightness_std=0.2, contrast_std=0.5, hue_max=1,
+                    saturation_std=1, imgfilter=0, imgfilter_bands=[1, 1, 1, 1], imgfilter_std=1, noise=0,
+                    cutout=0, noise_std=0.1, cutout_size=0.5)
+    attributes: dict[str, Any] = {k: list(v) if isinstance(v, list) else float(opts.get(k, v))
+                                  for k, v in defaults.items()}
+    if numpy_arrays:
+        attributes["imgfilter_bands"] = np.array([1.0, 1.0, 1.0, 1.0], dtype=np.float32)
+        attributes["lumaflip_axis"] = np.eye(4, dtype=np.float64)[:3]
+    buffers = dict(p=torch.tensor(0.2), Hz_geom=torch.randn(12, generator=gen),
+                   Hz_fbank=torch.randn(4, 43, generator=gen))
+    return _record("AugmentPipe", kind="augment", buffers=buffers, attributes=attributes, init_kwargs=opts)
+
+
+def stylegan3_generator_record(*, resolution: int = 16, seed: int = 0) -> PersistentObject:
+    """A small alias-free StyleGAN3 Generator record as stylegan3's train.py (`--cfg=stylegan3-t`) writes it."""
+    gen = torch.Generator().manual_seed(seed)
+    rnd = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
+    w = 8
+    fc = lambda i, o: _record("FullyConnectedLayer", kind="stylegan3",  # noqa: E731
+                              parameters=dict(weight=rnd(o, i), bias=rnd(o)),
+                              attributes=dict(in_features=i, out_features=o, activation="lrelu",
+                                              weight_gain=np.float64(i ** -0.5), bias_gain=0.01))
+    mapping = _record("MappingNetwork", kind="stylegan3", modules=dict(fc0=fc(w, w), fc1=fc(w, w)),
+                      buffers=dict(w_avg=rnd(w)), attributes=dict(z_dim=w, c_dim=0, w_dim=w, num_ws=4))
+    synth_input = _record("SynthesisInput", kind="stylegan3", modules=dict(affine=fc(w, 4)),
+                          parameters=dict(weight=rnd(w, w)),
+                          buffers=dict(transform=torch.eye(3), freqs=rnd(w, 2), phases=rnd(w)),
+                          attributes=dict(w_dim=w, channels=w, size=np.array([36, 36]),
+                                          sampling_rate=16, bandwidth=2))
+    layers = {f"L{i}_36_{w}": _record("SynthesisLayer", kind="stylegan3", modules=dict(affine=fc(w, w)),
+                                      parameters=dict(weight=rnd(w, w, 3, 3), bias=rnd(w)),
+                                      buffers=dict(magnitude_ema=torch.ones([]), up_filter=rnd(12)),
+                                      attributes=dict(is_torgb=False, in_sampling_rate=16, out_sampling_rate=16,
+                                                      conv_kernel=3))
+              for i in range(2)}
+    synthesis = _record("SynthesisNetwork", kind="stylegan3", modules=dict(input=synth_input, **layers),
+                        attributes=dict(w_dim=w, num_ws=4, img_resolution=resolution, img_channels=3))
+    init = dict(z_dim=w, w_dim=w, mapping_kwargs=EasyDict(num_layers=2), channel_base=32768, channel_max=512,
+                magnitude_ema_beta=0.5 ** (32 / (20 * 1e3)), c_dim=0, img_resolution=resolution, img_channels=3)
+    return _record("Generator", kind="stylegan3", modules=dict(synthesis=synthesis, mapping=mapping),
+                   attributes=dict(z_dim=w, c_dim=0, w_dim=w, img_resolution=resolution, img_channels=3, num_ws=4),
+                   init_kwargs=init)
+
+
+# --------------------------------------------------------------------------------------------- the file
 
 
 def _install_fake_modules() -> dict[str, Any]:
@@ -231,38 +377,58 @@ def _remove_fake_modules(saved: dict[str, Any]) -> None:
             sys.modules[name] = module
 
 
-def write_official_pickle(path: str | Path, G: nn.Module, D: nn.Module | None, *, layout: str = "ada",
-                          extra: Mapping[str, Any] | None = None, config=None, protocol: int = 4,
+def write_official_pickle(path: str | Path, G: nn.Module | None, D: nn.Module | None, *, layout: str = "ada",
+                          extra: Mapping[str, Any] | None = None, config=None,
+                          protocol: int = pickle.DEFAULT_PROTOCOL,
                           g_ema_overrides: Mapping[str, torch.Tensor | None] | None = None,
-                          g_ema_state_extra: Mapping[str, Any] | None = None) -> Path:
-    """Pickle `{G, D, G_ema, augment_pipe, training_set_kwargs}` (+ `extra`) like the official training loop.
+                          g_ema_state_extra: Mapping[str, Any] | None = None,
+                          g_ema_record: PersistentObject | None = None, numpy_values: bool = False,
+                          augment_numpy_arrays: bool = False,
+                          d_state_extra: Mapping[str, Any] | None = None) -> Path:
+    """Pickle a training snapshot of `G` (as `G` and `G_ema`) and `D` the way `layout`'s training loop does.
 
     `G_ema` holds `G`'s weights; the training-time `G` record gets perturbed weights, so a loader reading the
-    wrong network is caught. `config` (a ModelConfig) supplies the constructor kwargs; without it they are
-    read off the networks. `g_ema_overrides` replaces (tensor) or drops (None) `G_ema` tensors by dotted name;
-    `g_ema_state_extra` adds raw entries to the `G_ema` record's state.
+    wrong network is caught. `config` (a ModelConfig) supplies the constructor kwargs; without it they are read
+    off the networks. `g_ema_overrides` replaces (tensor) or drops (None) `G_ema` tensors by dotted name;
+    `g_ema_state_extra` adds raw entries to the `G_ema` record's state; `g_ema_record` replaces the `G` and
+    `G_ema` records altogether (e.g. `stylegan3_generator_record()`); `d_state_extra` adds raw entries to the
+    `D` record's state. `protocol` defaults to what a bare
+    `pickle.dump` uses here.
     """
-    if layout not in LAYOUT_PREFIX:
-        raise ValueError(f"layout must be one of {sorted(LAYOUT_PREFIX)}")
-    prefix = LAYOUT_PREFIX[layout]
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}")
+    src = MODULE_SRC[layout]
     path = Path(path)
     saved = _install_fake_modules()
     try:
-        g_kwargs = generator_init_kwargs(G, config, layout=layout)
-        g_ema = module_record(G, prefix=prefix, init_kwargs=g_kwargs, overrides=g_ema_overrides)
+        if g_ema_record is not None:
+            g_ema, g_train = g_ema_record, copy.deepcopy(g_ema_record)
+            resolution = g_ema_record.meta["state"]["img_resolution"]
+        else:
+            g_calls = generator_calls(G, generator_init_kwargs(G, config, layout=layout, numpy_values=numpy_values),
+                                      layout)
+            g_ema = module_record(G, module_src=src, calls=g_calls, overrides=g_ema_overrides)
+            perturbed = {name: t + 0.25 if t.is_floating_point() else t for name, t in G.state_dict().items()}
+            g_train = module_record(G, module_src=src, calls=g_calls, overrides=perturbed)
+            resolution = int(G.img_resolution)
         if g_ema_state_extra:
             g_ema.meta["state"].update(g_ema_state_extra)
-        perturbed = {name: t + 0.25 if t.is_floating_point() else t for name, t in G.state_dict().items()}
-        g_train = module_record(G, prefix=prefix, init_kwargs=copy.deepcopy(g_kwargs), overrides=perturbed)
-        data: dict[str, Any] = {"G": g_train}
+        d_rec = None
         if D is not None:
-            data["D"] = module_record(D, prefix=prefix, init_kwargs=discriminator_init_kwargs(D, config, layout=layout))
-        data["G_ema"] = g_ema
-        data["augment_pipe"] = _augment_pipe_record()
-        data["training_set_kwargs"] = EasyDict(class_name="training.dataset.ImageFolderDataset",
-                                               path="~/datasets/tiny.zip", use_labels=False, max_size=1000,
-                                               xflip=False, resolution=int(G.img_resolution),
-                                               random_seed=0)
+            d_calls = discriminator_calls(D, discriminator_init_kwargs(D, config, layout=layout), layout)
+            d_rec = module_record(D, module_src=src, calls=d_calls)
+            d_rec.meta["state"].update(d_state_extra or {})
+        training_set_kwargs = dict(EasyDict(class_name="training.dataset.ImageFolderDataset",
+                                            path="~/datasets/tiny.zip", use_labels=False, max_size=1000,
+                                            xflip=False, resolution=resolution, random_seed=0))
+        networks = dict(G=g_train, D=d_rec, G_ema=g_ema, augment_pipe=augment_pipe_record(
+            numpy_arrays=augment_numpy_arrays))
+        if layout == "ada":
+            data: dict[str, Any] = dict(training_set_kwargs=training_set_kwargs, **networks)
+        else:
+            data = dict(**networks, training_set_kwargs=training_set_kwargs)
+        if D is None:
+            del data["D"]
         data.update(extra or {})
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
@@ -280,4 +446,3 @@ def rewrite_numpy_names_as_numpy1(path: str | Path) -> None:
     if old not in data:
         raise ValueError("no numpy._core GLOBAL opcodes found (protocol >= 4 pickles cannot be rewritten)")
     p.write_bytes(data.replace(old, new))
-

@@ -1,4 +1,5 @@
-"""Official StyleGAN2-ADA / StyleGAN3-repo network pickles: exact reproduction, and the restricted unpickler."""
+"""Official StyleGAN2-ADA / StyleGAN3-repo network pickles (as tests/official_format.py writes them, i.e. as the
+official training loops do): exact reproduction, file identification, StyleGAN3 refusal, the restricted unpickler."""
 from __future__ import annotations
 
 import builtins
@@ -10,12 +11,16 @@ import sys
 import warnings
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 
 import models
-from models.official_pickle import load_official_pickle, read_pickle
-from tests.official_format import (FAKE_MODULES, Reducer, rewrite_numpy_names_as_numpy1, write_official_pickle)
+from models.official_pickle import PersistentRecord, load_official_pickle, read_pickle
+from models.official_source import ADA, OTHER, SG3_STYLEGAN2, SG3_STYLEGAN3, describe_source
+from tests.official_format import (FAKE_MODULES, MODULE_SRC, Reducer, discriminator_init_kwargs,
+                                   generator_init_kwargs, rewrite_numpy_names_as_numpy1,
+                                   stylegan3_generator_record, write_official_pickle)
 from tests.tiny import fixed_z, make_tiny_model
 
 
@@ -57,12 +62,144 @@ def test_official_pickle_reproduces_networks_exactly(tmp_path, source, layout):
     g_ref = source.config.g_kwargs
     assert {k: cfg.g_kwargs[k] for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")} == \
         {k: g_ref[k] for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")}
-    assert cfg.g_kwargs["mapping_kwargs"] == g_ref["mapping_kwargs"]
+    # Options the record leaves out take the source file's defaults (w_avg_beta 0.995 in ADA, 0.998 in sg3).
+    assert cfg.g_kwargs["mapping_kwargs"] == {**g_ref["mapping_kwargs"],
+                                              "w_avg_beta": 0.995 if layout == "ada" else 0.998}
     for k, v in g_ref["synthesis_kwargs"].items():
         assert cfg.g_kwargs["synthesis_kwargs"][k] == v
     assert "fused_modconv_default" not in cfg.g_kwargs["synthesis_kwargs"]
     # The config of a loaded pickle serialises (it is what gets saved in native format).
     assert models.ModelConfig.from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("layout", ["ada", "sg3"])
+def test_fixture_is_laid_out_like_the_official_training_loop(tmp_path, source, layout):
+    # Guards the fixture itself (checked against pickles written by the NVlabs code, see ENVIRONMENT.md): plain
+    # `pickle.dump`, persistence meta dicts with bare class names, nested records, EasyDict option groups.
+    path = write_official_pickle(tmp_path / "n.pkl", source.G, source.D, layout=layout, config=source.config)
+    raw = path.read_bytes()
+    assert raw[:2] == bytes([0x80, pickle.DEFAULT_PROTOCOL])
+    seen_meta = []
+
+    def spy(meta):
+        seen_meta.append(meta)
+        return models.official_pickle._reconstruct_persistent_obj(meta)
+
+    key = ("torch_utils.persistence", "_reconstruct_persistent_obj")
+    allowed = dict(models.official_pickle._ALLOWED)
+    allowed[key] = spy
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models.official_pickle, "_ALLOWED", allowed)
+        data = read_pickle(io.BytesIO(raw))
+    expected_keys = ["G", "D", "G_ema", "augment_pipe", "training_set_kwargs"]
+    if layout == "ada":
+        expected_keys = expected_keys[-1:] + expected_keys[:-1]
+    assert list(data) == expected_keys
+    assert type(data["training_set_kwargs"]) is dict  # `dict(training_set_kwargs)` in the training loop
+    assert all(list(m) == ["type", "version", "module_src", "class_name", "state"] for m in seen_meta)
+    assert {m["version"] for m in seen_meta} == {6} and {m["type"] for m in seen_meta} == {"class"}
+    assert all("." not in m["class_name"] for m in seen_meta)
+    g = data["G_ema"]
+    assert g.class_name == "Generator" and g.source.kind == (ADA if layout == "ada" else SG3_STYLEGAN2)
+    assert data["augment_pipe"].class_name == "AugmentPipe"
+    layer = g.state["_modules"]["synthesis"].state["_modules"]["b8"].state["_modules"]["conv0"]
+    assert layer.class_name == "SynthesisLayer" and isinstance(layer.state["act_gain"], np.float64)
+    assert layer.state["_init_args"] == (16, 8) and layer.state["_init_kwargs"]["up"] == 2
+    init = g.state["_init_kwargs"]
+    assert type(init) is dict and type(init["mapping_kwargs"]).__name__ == "_EasyDict"
+    if layout == "ada":
+        assert type(init["synthesis_kwargs"]).__name__ == "_EasyDict"
+    else:
+        assert init["fused_modconv_default"] == "inference_only" and "synthesis_kwargs" not in init
+    assert not any(p.requires_grad for p in g.state["_modules"]["mapping"].state["_parameters"].values())
+
+
+def test_source_files_are_told_apart_without_running_them(tmp_path):
+    assert describe_source(MODULE_SRC["ada"]).kind == ADA
+    assert describe_source(MODULE_SRC["sg3"]).kind == SG3_STYLEGAN2
+    assert describe_source(MODULE_SRC["stylegan3"]).kind == SG3_STYLEGAN3
+    assert describe_source(MODULE_SRC["augment"]).kind == OTHER
+    assert describe_source("this is not python (").kind == OTHER
+    marker = tmp_path / "ran"
+    src = f"open({str(marker)!r}, 'w').close()\n" + MODULE_SRC["ada"]
+    info = describe_source(src)
+    assert info.kind == ADA and "SynthesisBlock" in info.classes
+    assert not marker.exists()
+
+
+def test_module_src_is_never_run_while_loading(tmp_path, source, monkeypatch):
+    marker = tmp_path / "ran"
+    monkeypatch.setitem(MODULE_SRC, "ada", f"open({str(marker)!r}, 'w').close()\n" + MODULE_SRC["ada"])
+    path = write_official_pickle(tmp_path / "n.pkl", source.G, source.D, config=source.config)
+    _assert_same_networks(models.load_model(path), source)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("layout,fp16,clamp", [("ada", 0, None), ("sg3", 4, 256)])
+def test_options_left_to_the_source_files_defaults(tmp_path, layout, fp16, clamp):
+    # The stylegan3 repo's train.py never passes num_fp16_res/conv_clamp (defaults 4 / 256 in its
+    # networks_stylegan2.py); ADA's defaults are 0 / None. The loader must apply the right file's defaults.
+    base = make_tiny_model(resolution=16, seed=3).config
+    g_kwargs = {**base.g_kwargs, "synthesis_kwargs": {**base.g_kwargs["synthesis_kwargs"], "conv_clamp": clamp,
+                                                      "num_fp16_res": fp16}}
+    d_kwargs = {**base.d_kwargs, "conv_clamp": clamp, "num_fp16_res": fp16}
+    config = base.replace(g_kwargs=g_kwargs, d_kwargs=d_kwargs)
+    torch.manual_seed(0)
+    G, D = models.build_generator(config).eval(), models.build_discriminator(config).eval()
+    path = write_official_pickle(tmp_path / "d.pkl", G, D, layout=layout, config=config)
+    with open(path, "rb") as f:
+        data = read_pickle(f)
+    synth_init = (data["G_ema"].state["_init_kwargs"] if layout == "sg3"
+                  else data["G_ema"].state["_init_kwargs"]["synthesis_kwargs"])
+    assert ("conv_clamp" in synth_init) == (layout == "ada")  # sg3: left to the defaults, as train.py does
+    loaded = models.load_model(path)
+    assert loaded.config.g_kwargs["synthesis_kwargs"]["conv_clamp"] == clamp
+    assert loaded.config.g_kwargs["synthesis_kwargs"]["num_fp16_res"] == fp16
+    assert (loaded.config.d_kwargs["conv_clamp"], loaded.config.d_kwargs["num_fp16_res"]) == (clamp, fp16)
+    z = fixed_z(G, 2)
+    assert torch.equal(loaded.G(z), G(z))
+
+
+def test_numpy_values_and_augment_arrays_load(tmp_path, source):
+    path = write_official_pickle(tmp_path / "np.pkl", source.G, source.D, config=source.config,
+                                 numpy_values=True, augment_numpy_arrays=True)
+    with open(path, "rb") as f:
+        data = read_pickle(f)
+    assert isinstance(data["G_ema"].state["_init_kwargs"]["synthesis_kwargs"]["channel_base"], np.integer)
+    assert isinstance(data["augment_pipe"].state["imgfilter_bands"], np.ndarray)
+    loaded = models.load_model(path)
+    _assert_same_networks(loaded, source)
+    assert type(loaded.config.g_kwargs["synthesis_kwargs"]["channel_base"]) is int
+    assert models.ModelConfig.from_json(loaded.config.to_json()) == loaded.config
+
+
+def test_networks_converted_from_tensorflow_load(tmp_path, source):
+    # legacy.py's convert_tf_generator/discriminator pass every option explicitly: activation for the synthesis
+    # layers, an (unused) D mapping network, mbstd_group_size None (= whole batch).
+    g_init = generator_init_kwargs(source.G, source.config)
+    g_init["synthesis_kwargs"].update(activation="lrelu", architecture="skip", resample_filter=[1, 3, 3, 1],
+                                      use_noise=True)
+    g_init["mapping_kwargs"].update(embed_features=None, layer_features=None, activation="lrelu",
+                                    lr_multiplier=0.01, w_avg_beta=0.995)
+    d_init = discriminator_init_kwargs(source.D, source.config)
+    d_init.update(cmap_dim=None, block_kwargs={"activation": "lrelu", "resample_filter": [1, 3, 3, 1],
+                                               "freeze_layers": 0},
+                  mapping_kwargs={"num_layers": 0, "embed_features": None, "layer_features": None,
+                                  "activation": "lrelu", "lr_multiplier": 0.1},
+                  epilogue_kwargs={"mbstd_group_size": None, "mbstd_num_channels": 1, "activation": "lrelu"})
+    path = write_official_pickle(tmp_path / "tf.pkl", source.G, source.D, config=source.config,
+                                 g_ema_state_extra={"_init_kwargs": g_init},
+                                 d_state_extra={"_init_kwargs": d_init})
+    loaded = models.load_model(path)
+    z = fixed_z(source, 4)
+    assert torch.equal(loaded.G(z), source.G(z))
+    img = source.G(z)
+    assert loaded.D.b4.mbstd.group_size is None
+    assert loaded.D(img).shape == (4, 1)
+    bad = dict(g_init, synthesis_kwargs={**g_init["synthesis_kwargs"], "activation": "relu"})
+    path = write_official_pickle(tmp_path / "relu.pkl", source.G, source.D, g_ema_state_extra={"_init_kwargs": bad})
+    with pytest.raises(models.CheckpointError, match="activation"):
+        models.load_model(path)
 
 
 def test_official_pickle_direct_loader_and_without_discriminator(tmp_path, source):
@@ -128,15 +265,32 @@ def test_wrong_shape_is_named(tmp_path, source):
     assert name in str(info.value)
 
 
-def test_unsupported_generator_class_is_refused(tmp_path, source):
-    # A StyleGAN3 (alias-free) generator: same record layout, different networks. Same-length rename keeps
-    # the pickle's framing valid.
-    path = write_official_pickle(tmp_path / "sg3.pkl", source.G, source.D, layout="sg3")
-    data = path.read_bytes()
-    assert data.count(b"training.networks_stylegan2.Generator") == 2  # G and G_ema
-    path.write_bytes(data.replace(b"training.networks_stylegan2.Generator", b"training.networks_stylegan3.Generator"))
-    with pytest.raises(models.CheckpointError, match="unsupported generator class"):
+def test_stylegan3_generator_is_refused_with_a_clear_message(tmp_path, source):
+    path = write_official_pickle(tmp_path / "sg3.pkl", None, source.D, layout="sg3",
+                                 g_ema_record=stylegan3_generator_record())
+    with pytest.raises(models.CheckpointError) as info:
         models.load_model(path)
+    message = str(info.value)
+    assert "StyleGAN3" in message and "not supported" in message
+    assert "training/networks.py" in message and "networks_stylegan2.py" in message  # what is supported
+
+
+def test_generator_from_unknown_source_is_refused(tmp_path, source, monkeypatch):
+    # Same bare class names, but source that is neither official StyleGAN2 file.
+    monkeypatch.setitem(MODULE_SRC, "ada", "class Generator:\n    pass\n")
+    path = write_official_pickle(tmp_path / "odd.pkl", source.G, None)
+    with pytest.raises(models.CheckpointError, match="neither"):
+        models.load_model(path)
+
+
+def test_qualified_class_names_are_not_what_official_files_hold(tmp_path, source):
+    # The official persistence stores the bare name; a record naming "training.networks.Generator" is refused.
+    path = write_official_pickle(tmp_path / "q.pkl", source.G, None)
+    with open(path, "rb") as f:
+        loaded = read_pickle(f)
+    loaded["G_ema"].class_name = "training.networks.Generator"
+    with pytest.raises(models.CheckpointError, match="unsupported generator class"):
+        models.official_pickle.generator_kwargs(loaded["G_ema"])
 
 
 def test_no_g_ema_is_refused(tmp_path):
