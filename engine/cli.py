@@ -30,6 +30,7 @@ from .model import EngineModel, prepare
 from .photo import CropBox, mask_to_frame, photo_composite, to_frame
 from .state import EditState, save_state
 from .tasks import default_config, request_for_task
+from .tuning import TUNABLE_TASKS
 from .types import TASKS, EngineError, Frame, LossWeights
 
 CLI_TASKS = TASKS + ("interpolate",)
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--preview-every", type=int, default=10)
+    p.add_argument("--tune-steps", type=int, help="pivotal tuning steps after the latent search (0 = off; "
+                   "not for scribble; interpolate morphs with the untuned generator)")
+    p.add_argument("--tune-lr", type=float, help="pivotal tuning learning rate")
     return p
 
 
@@ -87,6 +91,11 @@ def _config(a: argparse.Namespace, task: str, arch: str):
             changes[k] = getattr(a, attr)
     if a.optimize_noise:
         changes["optimize_noise"] = True
+    tchanges = {k: v for k, v in (("steps", a.tune_steps), ("lr", a.tune_lr)) if v is not None}
+    if tchanges.get("steps") and task not in TUNABLE_TASKS:
+        raise EngineError(f"--tune-steps is for {', '.join(TUNABLE_TASKS)}: {task} constrains too few pixels")
+    if tchanges:
+        changes["tuning"] = dataclasses.replace(cfg.tuning, **tchanges)
     cfg = cfg.replace(**changes)
     cfg.validate()
     return cfg
@@ -126,7 +135,7 @@ def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str,
                            factor=a.factor, degrade_input=a.degrade_input)
     frames, history, quality = [], [], []
     last = None
-    with tqdm(total=cfg.steps, desc=f"{task}{tag}", unit="step") as bar:
+    with tqdm(total=cfg.total_steps, desc=f"{task}{tag}", unit="step") as bar:
         for f in run(model, req):
             bar.update(f.step - bar.n)
             bar.set_postfix(loss=f"{f.losses['total']:.4f}")
@@ -146,7 +155,7 @@ def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str,
     write_png(out / f"loss{tag}.png", loss_plot(history))
     save_state(out / f"latent{tag}.pt", EditState(latent=last.latent, latent_space=last.latent_space,
                                                   step=last.step, model_name=model.config.name, config=cfg,
-                                                  noises=last.noises))
+                                                  noises=last.noises, weight_deltas=last.weight_deltas))
     return last
 
 
@@ -164,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         if a.task == "interpolate":
             if not a.input2:
                 raise EngineError("interpolate needs --input2 (the second image)")
+            if a.tune_steps:
+                # One morph needs one generator: two tuned copies cannot both hold, so no tuning here.
+                print("note: interpolate morphs the two latents with the shared, untuned generator; "
+                      "--tune-steps is ignored", file=sys.stderr)
+                a.tune_steps = 0
             fa = invert_file(model, a, "reconstruct", a.input, out, tag="_a")
             fb = invert_file(model, a, "reconstruct", a.input2, out, tag="_b")
             space = common_space(fa.latent_space, fb.latent_space)

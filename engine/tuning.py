@@ -104,7 +104,9 @@ def _frame(r: RunState, img: torch.Tensor, degraded: torch.Tensor, terms: dict[s
     losses["total"] = float(total.sum())
     if not all(v == v and abs(v) != float("inf") for v in losses.values()):
         raise EngineError("the tuning diverged (non-finite loss): lower the tuning learning rate")
-    return Frame(step=r.step, total=r.cfg.total_steps, image=to_uint8(img), degraded=to_uint8(degraded),
+    from .inversion import frame_quality  # engine.inversion imports this module
+    seen = to_uint8(degraded)
+    return Frame(step=r.step, total=r.cfg.total_steps, image=to_uint8(img), degraded=seen, **frame_quality(seen, r),
                  losses=losses, elapsed=time.perf_counter() - r.t0, latent=r.param.detach()[0].float().cpu().clone(),
                  latent_space=r.cfg.latent_space, noises=tuple(n.detach()[0].cpu().clone() for n in r.noises) or None,
                  messages=r.messages, done=done, stage="tuning", weight_deltas=deltas)
