@@ -49,20 +49,24 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, *, subsets: int = 50
     return float(np.mean(vals)), float(np.std(vals))
 
 
-def mobilenet_features(*, device: str = "cpu") -> FeatureFn:
-    """Global-average-pooled last feature map of the shipped MobileNetV2 (1280-d)."""
+def mobilenet_features(*, device: str = "cpu", size: int = 224) -> FeatureFn:
+    """1280-d average-pooled head output of the shipped MobileNetV2, images resized to its 224 px input."""
     import torch  # noqa: PLC0415 - torch only when this extractor is used
+    import torch.nn.functional as F  # noqa: PLC0415
 
     from .mobilenet import load_mobilenet  # noqa: PLC0415
 
-    net = load_mobilenet(device=device)
+    net, meta = load_mobilenet(device=device)
+    zero, scale = float(meta["input"]["zero_point"]), float(meta["input"]["scale"])
 
     @torch.inference_mode()
     def features(images: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(images), 32):
-            x = torch.from_numpy(images[i:i + 32]).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
-            out.append(net.pooled_features(x).double().cpu().numpy())
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + 32])).permute(0, 3, 1, 2).float().to(device)
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            h = net.head(net.block_outputs((x - zero) * scale)[-1])
+            out.append(h.mean(dim=[2, 3]).double().cpu().numpy())
         return np.concatenate(out)
 
     return features

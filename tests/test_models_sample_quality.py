@@ -87,3 +87,12 @@ def test_resume_model_continues_from_a_shipped_model_and_logs_sample_quality(tmp
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["images_seen"] for r in rows] == [44, 48]  # after each step once 4 more images were seen
     assert all(np.isfinite(r["dlib-face"]["fid"]) and np.isfinite(r["dlib-face"]["kid"]) for r in rows)
+
+
+def test_mobilenet_features_put_a_cat_nearer_its_mirror_than_a_face():
+    from models.sample_quality import mobilenet_features
+    load = lambda p: np.asarray(Image.open(p).convert("RGB").resize((64, 64)))  # noqa: E731
+    cat, face = load("assets/examples/chelsea_face.png"), load("assets/examples/astronaut_face.png")
+    f = mobilenet_features()(np.stack([cat, cat[:, ::-1].copy(), face]))
+    assert f.shape == (3, 1280) and np.isfinite(f).all()
+    assert np.linalg.norm(f[0] - f[1]) < np.linalg.norm(f[0] - f[2])
