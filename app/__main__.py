@@ -1,12 +1,15 @@
 """`python -m app [--models cat=NAME,face=NAME] [--model NAME_OR_PATH] [--device cpu|cuda] [--port P] ...`
 
 Starts the LatentBrush web app (default http://127.0.0.1:7860) with the bundled models, offline.
+Flags in `$LATENTBRUSH_ARGS` come first (so a container's fixed CMD can be configured from its environment,
+e.g. a Space variable); flags on the command line override them.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shlex
 import sys
 import threading
 
@@ -42,24 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def env_args() -> list[str]:
+    """`$LATENTBRUSH_ARGS` split like a shell would (empty when unset)."""
+    return shlex.split(os.environ.get("LATENTBRUSH_ARGS", ""))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(env_args() + (sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import torch  # noqa: PLC0415 - keep `--help` fast
 
-    from .domains import parse_models
     from .handlers import Handlers, cleanup_stale_runs
-    from .settings import Settings
     from .ui import build_demo, launch_kwargs
 
     try:
-        domain_models = parse_models(args.models) if args.models is not None else None
-        settings = Settings(model=args.model, models=domain_models, device=args.device, host=args.host,
-                            port=args.port, share=args.share,
-                            concurrency=args.concurrency, queue_size=args.queue_size, max_steps=args.max_steps,
-                            time_limit=args.time_limit, threads=args.threads, workers=args.workers,
-                            batching=not args.no_batching)
+        settings = settings_from_args(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -79,6 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=_preload, args=(handlers,), daemon=True, name="preload").start()
     demo.launch(**launch_kwargs(settings))
     return 0
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Settings from parsed flags (also used by space_app.py); ValueError says what is wrong."""
+    from .domains import parse_models  # noqa: PLC0415 - keep `--help` fast
+    from .settings import Settings  # noqa: PLC0415
+
+    domain_models = parse_models(args.models) if args.models is not None else None
+    return Settings(model=args.model, models=domain_models, device=args.device, host=args.host, port=args.port,
+                    share=args.share, concurrency=args.concurrency, queue_size=args.queue_size,
+                    max_steps=args.max_steps, time_limit=args.time_limit, threads=args.threads,
+                    workers=args.workers, batching=not args.no_batching)
 
 
 def _preload(handlers) -> None:

@@ -47,6 +47,7 @@ from engine.types import LATENT_SPACES
 from models import CheckpointError
 
 from . import render
+from .direct import FrameSource, RunFrames
 from .memory import release_free_memory
 from .model_cache import ModelCache, describe, resolve
 from .settings import Settings
@@ -310,8 +311,10 @@ class _Live:
 class Handlers:
     """All event handlers of the app; one instance per server (shared state: settings, model cache)."""
 
-    def __init__(self, settings: Settings, *, cache: ModelCache | None = None) -> None:
+    def __init__(self, settings: Settings, *, cache: ModelCache | None = None,
+                 run_frames: RunFrames | None = None) -> None:
         self.settings = settings
+        self.run_frames = run_frames  # given: every run is direct (ZeroGPU, app.direct), no engine lanes
         self.cache = cache or ModelCache(device=settings.device, maxsize=settings.model_cache_size)
         self._lock = threading.Lock()
         self._engines: dict[int, tuple[engine.EngineModel, BatchedEngine]] = {}
@@ -613,7 +616,11 @@ class Handlers:
                 total: int | None = None) -> Iterator[tuple]:
         """Run the engine; yield 8-tuples (TAB_OUTPUTS) per frame, then the final one with downloads."""
         total = total or step_offset + request.config.steps
-        handle = self._engine_for(model).start(request) if self.settings.batching else engine.start_run(model, request)
+        if self.run_frames is not None:
+            handle = FrameSource(self.run_frames(record.model_key, request))
+        else:
+            handle = (self._engine_for(model).start(request) if self.settings.batching
+                      else engine.start_run(model, request))
         best: SavedFrame | None = None
         final: SavedFrame | None = None
         first_frame_s: float | None = None

@@ -197,3 +197,13 @@ def test_served_app_defaults_and_a_model_given_as_a_path(domain_dir, tmp_path):
                              api_name="/colorize")
         status = str(out[4])
         assert status.startswith("**Done**") and "step 2 / 2" in status, status
+
+
+def test_flags_from_the_environment_and_the_command_line_overrides_them(domain_dir, monkeypatch, capsys):
+    from app.__main__ import build_parser, env_args, main
+
+    monkeypatch.setenv("LATENTBRUSH_ARGS", "--models 'cat=tinycat,face=nosuchface' --device cpu")
+    assert main(["--port", str(free_port())]) == 2  # the Space variable's flags are read and checked
+    assert "unknown model 'nosuchface' for face" in capsys.readouterr().err
+    args = build_parser().parse_args(env_args() + ["--models", "cat=tinycat,face=tinyface"])
+    assert args.models == "cat=tinycat,face=tinyface" and args.device == "cpu"
