@@ -43,6 +43,7 @@ from engine.imageio import fit_mask
 from engine.interpolate import common_space, interpolation_frames, lift, render as render_latent
 from engine.state import EditState, save_state
 from engine.tasks import strokes_from_image
+from engine.tuning import TUNABLE_TASKS
 from engine.types import LATENT_SPACES
 from models import CheckpointError
 
@@ -196,6 +197,8 @@ class SavedFrame:
     image: np.ndarray
     degraded: np.ndarray
     losses: dict[str, float]
+    stage: str = "latent"  # 'tuning': made by this run's tuned generator copy (the latent is its pivot)
+    weight_deltas: dict[str, torch.Tensor] | None = None  # the final frame of a tuned run (engine Frame)
 
 
 @dataclass(eq=False)
@@ -259,6 +262,7 @@ class Session:
     library: list[LatentEntry] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)
     counter: int = 0
+    tune_steps: dict[str, int] = field(default_factory=dict)  # pivotal tuning steps per tab (the Settings slider)
 
 
 def release_session(session: Session) -> int:
@@ -596,7 +600,7 @@ class Handlers:
         parts = [headline]
         if live is not None:
             f = live.frame
-            bits = [f"step {f.step} / {live.total}"]
+            bits = [f"step {f.step} / {live.total}" + (" (tuning the generator)" if f.stage == "tuning" else "")]
             if live.steps_per_s > 0:
                 bits.append(f"{live.steps_per_s:.1f} steps/s")
             if live.first_frame_s is not None:
@@ -615,7 +619,7 @@ class Handlers:
                 session: Session, *, started: float, deadline: float, step_offset: int = 0,
                 total: int | None = None) -> Iterator[tuple]:
         """Run the engine; yield 8-tuples (TAB_OUTPUTS) per frame, then the final one with downloads."""
-        total = total or step_offset + request.config.steps
+        total = total or step_offset + request.config.total_steps
         if self.run_frames is not None:
             handle = FrameSource(self.run_frames(record.model_key, request))
         else:
@@ -651,6 +655,7 @@ class Handlers:
                 saved = SavedFrame(step=step_offset + frame.step, latent=frame.latent, space=frame.latent_space,
                                    noises=frame.noises, image=render_thumb(frame.image),
                                    degraded=render_thumb(frame.degraded), losses=dict(frame.losses))
+                saved.stage, saved.weight_deltas = frame.stage, frame.weight_deltas
                 record.keep(saved, limit=self.settings.frames_kept)
                 for m in frame.messages:
                     if m not in seen_messages:
@@ -713,7 +718,8 @@ class Handlers:
         files.append(write_png(d / "input.png", req.target))
         files.append(save_state(d / "latent.pt", EditState(latent=final.latent, latent_space=final.space,
                                                             step=final.step, model_name=record.model_key,
-                                                            config=req.config, noises=final.noises)))
+                                                            config=req.config, noises=final.noises,
+                                                            weight_deltas=final.weight_deltas)))
         frames = [f.image for f in record.frames if f.step <= final.step] or [final.image]
         try:
             files.append(write_gif(d / "progress.gif", frames, fps=8, size=THUMB))
@@ -747,6 +753,7 @@ class Handlers:
             key, model = self._model(key)
             arch = getattr(model.G, "arch", model.config.arch)
             cfg = self._config(task, arch, c, notices)
+            cfg = self._with_tuning(task, cfg, session, notices)
             target, painted, extra = prepare_inputs(model, notices)
             request = engine.request_for_task(task, target, painted=painted, config=cfg, **extra)
         except Exception as exc:
@@ -893,6 +900,13 @@ class Handlers:
                 start = record.frame_at(int(k))
             else:
                 start = record.frames[-1]
+            if start.stage == "tuning":
+                pivot = [f for f in record.frames if f.stage == "latent" and f.step <= start.step]
+                start = pivot[-1] if pivot else record.frames[0]
+                notices.append(f"Tuned weights are not kept between runs: the latent search goes on from step "
+                               f"{start.step} (the pivot, before tuning); tuning runs again after it if its "
+                               "slider is above 0.")
+            cfg = self._with_tuning(task, cfg, session, notices)
             latent, space = start.latent, start.space
             order = list(LATENT_SPACES)
             if order.index(cfg.latent_space) > order.index(space):
@@ -919,6 +933,24 @@ class Handlers:
             raise
         except Exception as exc:
             raise _as_user_error(exc, f"{task} continuation") from None
+
+    def set_tuning(self, tab, steps, session=None):
+        """The Settings slider 'Pivotal tuning steps' of a tab (0 = off) -> the session."""
+        session = self._session(session)
+        try:
+            session.tune_steps[tab] = max(0, int(steps or 0))
+        except (TypeError, ValueError):
+            session.tune_steps[tab] = 0
+        return session
+
+    def _with_tuning(self, task: str, cfg: engine.InversionConfig, session: Session,
+                     notices: list[str]) -> engine.InversionConfig:
+        """The tab's tuning steps (clamped to the server's step limit) in `cfg`; 0 for tasks without tuning."""
+        steps = session.tune_steps.get(task, 0) if task in TUNABLE_TASKS else 0
+        if steps > self.settings.max_steps:
+            notices.append(f"Tuning steps limited to {self.settings.max_steps} on this server.")
+            steps = self.settings.max_steps
+        return cfg.replace(tuning=dataclasses.replace(cfg.tuning, steps=steps))
 
     def rewind_preview(self, task, step, session=None):
         """Show the saved frame at `step` (no computation). Returns (result, second view, status)."""
@@ -987,6 +1019,9 @@ class Handlers:
             key, m = self._model(key)
             arch = getattr(m.G, "arch", m.config.arch)
             cfg = self._config("interpolate", arch, c, notices)
+            if any(session.tune_steps.values()):
+                notices.append("Interpolation morphs with the shared, untuned generator: pivotal tuning only "
+                               "applies to the single-image tabs.")
             photos = {name: self._fit(self._photo(image, notices, what=f"image {name}"), m.resolution, notices)
                       for name, image, entry in sides if entry is None}
         except Exception as exc:

@@ -14,6 +14,8 @@ from typing import Any
 
 import gradio as gr
 
+from engine.tuning import TUNABLE_TASKS
+
 from .handlers import (CANVAS, CONTROL_FIELDS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, PERCEPTUAL_NETS, TABS,
                        Handlers, control_defaults, delete_session, user_error)
 from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
@@ -150,10 +152,17 @@ def _controls(tab: str, settings: Settings, arch: str) -> list:
             noise = gr.Checkbox(d.optimize_noise, label="Optimise noise maps")
             seed = gr.Number(d.seed, precision=0, label="Seed")
             every = gr.Number(d.preview_every, precision=0, label="Preview every k steps")
+        tune = None
+        if tab in TUNABLE_TASKS:
+            tune = gr.Slider(0, min(500, settings.max_steps), value=0, step=10, label="Pivotal tuning steps (0 = off)",
+                             info="after the search, fine-tune a private copy of the generator so the result looks "
+                                  "more like your photo (PTI; each step is slower than a search step)"
+                                  + ("; the hole stays the generator's invention" if tab == "inpaint" else ""),
+                             elem_id=f"{tab}-tune-steps")
         reset = gr.Button("Reset to defaults", size="sm")
     comps = [space, steps, lr, l1, l2, perceptual, net, latent_dist, noise, optimizer, seed, every]
     assert len(comps) == len(CONTROL_FIELDS)
-    return comps + [reset]
+    return comps + [reset, tune]
 
 
 def _result_panel(tab: str, settings: Settings) -> TabOutputs:
@@ -254,7 +263,9 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                         extra_out = [align_view]
                         inputs[1].change(lambda on: gr.update(visible=bool(on)), inputs[1], align_view, **private)
                     out = _result_panel(tab, settings)
-                    *controls, reset = _controls(tab, settings, arch0)
+                    *controls, reset, tune = _controls(tab, settings, arch0)
+                    if tune is not None:
+                        tune.change(h.set_tuning, [task, tune, session], [session], **private)
                     all_controls += controls
                     handler = getattr(h, tab)
                     run_evt = run_btn.click(handler, inputs + [model, *controls, session],
@@ -363,7 +374,7 @@ def _interpolate_tab(h: Handlers, settings: Settings, arch0: str, model, session
         video = gr.Video(label="Morph (MP4)", interactive=False, autoplay=True, loop=True, height=settings.display_size)
         gif = gr.Image(label="Morph (GIF)", type="filepath", interactive=False, height=settings.display_size)
     gallery = gr.Gallery(label="Frames", columns=8, height="auto", interactive=False)
-    *controls, reset = _controls("interpolate", settings, arch0)
+    *controls, reset, _ = _controls("interpolate", settings, arch0)  # morphs use the untuned generator
     evt = run_btn.click(h.interpolate, [image_a, image_b, earlier_a, earlier_b, frames, model, *controls, session],
                         [preview, loss, status, video, gif, gallery, files, session], api_name="interpolate",
                         **run_opts)

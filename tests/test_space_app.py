@@ -219,3 +219,18 @@ def test_on_device_copies_and_leaves_the_original(tiny_cache):
     assert moved.device == torch.device("meta") and next(moved.G.parameters()).device.type == "meta"
     assert next(model.G.parameters()).device.type == "cpu" and model.device == torch.device("cpu")
     assert moved.G is not model.G and moved.w_std == model.w_std
+
+
+def test_readme_gives_a_zerogpu_front_matter_that_matches_the_repository():
+    """The README's ZeroGPU front matter names this entry file, the Gradio SDK and the pinned Gradio version."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "app_file:" in b]
+    assert len(blocks) == 1, "one ZeroGPU front matter example in the README"
+    meta = dict(line.strip().split(":", 1) for line in blocks[0].splitlines() if ":" in line)
+    meta = {k.strip(): v.strip().strip('"') for k, v in meta.items()}
+    assert meta["sdk"] == "gradio" and (ROOT / meta["app_file"]).is_file() and meta["app_file"] != "app.py"
+    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert meta["sdk_version"] == pins["gradio"] and "spaces" in pins
