@@ -4,8 +4,8 @@ host may wrap (`spaces.GPU`), instead of on the server's background engine lanes
 ZeroGPU lends a GPU only while a `@spaces.GPU` function runs, in a forked worker process that gets its
 arguments and hands back each yielded value by pickling. So the function given to
 `Handlers(settings, run_frames=fn)` takes only picklable things, `(model_key, request)`, and yields picklable
-things: `engine.Frame`s, or None while no frame arrived within the heartbeat (so that Stop and disconnects are
-seen at once, as with the other modes). `run_frames(models, key, request, heartbeat_s=...)` is its body;
+things: `engine.Frame`s, or None while no frame arrived within the heartbeat (ZeroGPU looks at its stop flag
+only between yielded values, so these keep Stop and disconnects prompt, as in the other modes). `run_frames(models, key, request, heartbeat_s=...)` is its body;
 `FrameSource` makes its generator look like an `engine.RunHandle` to the handlers.
 """
 from __future__ import annotations

@@ -7,8 +7,9 @@ Rules (also in the README):
   starts every tab on NAME instead.
 - Selecting a tab moves the Model list to that tab's model until the visitor picks a model in the list
   themselves; from then on their pick stays.
-- Uploading a photo on a photo tab while a cat model is selected: when a face is detected (dlib, through
-  `app.face_align`), the list switches to the face model, with a notice. Nothing else switches by itself.
+- Uploading a photo on Inpaint, Reconstruct, Colorize, Deblur or Super-resolve while a cat model is selected:
+  when a face is detected (dlib, through `app.face_align`), the list switches to the face model, with a notice.
+  Clicking an example selects the model of the example's domain. Nothing else switches by itself.
 """
 from __future__ import annotations
 
