@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
-import importlib
 import itertools
 import logging
 import math
@@ -38,8 +37,8 @@ import torch
 
 import engine
 from engine.batched import BatchedEngine
-from engine.export import loss_plot, strip, write_gif, write_mp4, write_png
-from engine.imageio import fit_mask
+from engine.export import loss_plot, strip, write_gif, write_mp4, write_png, write_quality_csv
+from engine.photo import to_frame
 from engine.interpolate import common_space, interpolation_frames, lift, render as render_latent
 from engine.state import EditState, save_state
 from engine.tasks import strokes_from_image
@@ -51,6 +50,7 @@ from . import render
 from .direct import FrameSource, RunFrames
 from .memory import release_free_memory
 from .model_cache import ModelCache, describe, resolve
+from .photo_inputs import FramedPhoto, crop_box, frame_photo, outline, wants_alignment
 from .settings import Settings
 from .uploads import UploadError, check_mask_coverage, fit_to_square, load_image, load_mask
 
@@ -199,6 +199,8 @@ class SavedFrame:
     losses: dict[str, float]
     stage: str = "latent"  # 'tuning': made by this run's tuned generator copy (the latent is its pivot)
     weight_deltas: dict[str, torch.Tensor] | None = None  # the final frame of a tuned run (engine Frame)
+    psnr: float = math.nan  # of what the loss compares (engine Frame.psnr / .ssim)
+    ssim: float = math.nan
 
 
 @dataclass(eq=False)
@@ -218,6 +220,7 @@ class RunRecord:
     files: list[str] = field(default_factory=list)
     final: SavedFrame | None = None
     stride: int = 0  # step spacing of the kept frames once thinned (0: every streamed frame is kept)
+    photo: FramedPhoto | None = None  # the visitor's photo and where the model's frame sits in it
 
     def keep(self, frame: SavedFrame, *, limit: int) -> None:
         """Save a streamed frame, holding at most `limit`: beyond that only steps that are multiples of a
@@ -435,6 +438,13 @@ class Handlers:
         notices.extend(f"Your {what}: {n}." for n in loaded.notices)
         return loaded.rgb
 
+    def _framed(self, rgb: np.ndarray, m: engine.EngineModel, notices: list[str], crop: tuple, *,
+                painted: np.ndarray | None = None, align: bool = False) -> FramedPhoto:
+        """The photo framed for the model: face aligned on face models (or when asked), else the crop sliders'."""
+        align = align or wants_alignment(m.config.name, m.config.domain)
+        return frame_photo(rgb, m.resolution, align=align, crop=crop_box(rgb.shape[:2], *crop), notices=notices,
+                           warn=warn, painted=painted)
+
     def _fit(self, rgb: np.ndarray, res: int, notices: list[str]) -> np.ndarray:
         square, note = fit_to_square(rgb, res)
         if not note.startswith("already"):
@@ -496,51 +506,22 @@ class Handlers:
             raise UploadError("All strokes are outside the central square that is used. Please draw in the middle.")
         return render.shrink_strokes(colours, strokes, res)
 
-    def _inpaint_input(self, editor: Any, res: int, notices: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Editor -> (photo, hole) at `res`. Photo = background (never the composite, which shows the paint)."""
+    def _inpaint_input(self, editor: Any, m: engine.EngineModel, notices: list[str], crop: tuple
+                       ) -> tuple[np.ndarray, np.ndarray, FramedPhoto]:
+        """Editor -> (target, hole at the model's resolution, framed photo). Photo = background (never the composite,
+        which shows the paint); the hole is warped into the model's frame like the photo."""
         editor = self._editor(editor, "photo and mask")
         photo = self._photo(editor.get("background"), notices)
         hole = self._painted(self._layers(editor), photo.shape[:2], alpha_only=False)
         check_mask_coverage(hole, what="fill in")
-        target = self._fit(photo, res, notices)
-        hole_sq = render.center_square(hole)
-        if not hole_sq.any():
-            raise UploadError("The painted region is outside the central square that is used. Please paint inside "
-                              "the middle of the photo.")
-        if hole_sq.sum() < hole.sum():
-            notices.append("Part of the painted region lies outside the central square that is used; that part "
-                           "was ignored.")
-        return target, fit_mask(hole_sq, res)  # a pixel is painted when any part of it was
-
-    def _align(self, rgb: np.ndarray, res: int, notices: list[str]) -> tuple[np.ndarray, tuple | None]:
-        """Optional face alignment: (target, (before, after) for display or None)."""
-        try:
-            face_align = importlib.import_module("app.face_align")
-        except ImportError:
-            msg = "Face alignment is not available in this installation; the photo is centre-cropped instead."
-            notices.append(msg)
-            warn(msg)
-            return self._fit(rgb, res, notices), None
-        try:
-            result = face_align.align_face(rgb, size=max(res, THUMB))
-        except Exception as exc:  # noqa: BLE001 - alignment is optional: never fail the run for it
-            log.warning("face alignment failed", exc_info=True)
-            result = None
-            notice = f"face alignment failed ({type(exc).__name__})"
-        else:
-            notice = getattr(result, "notice", "")
-        if result is None or not result.found or result.aligned is None:
-            msg = f"No face aligned ({notice or 'no face found'}); the photo is centre-cropped instead."
-            notices.append(msg)
-            warn(msg)
-            return self._fit(rgb, res, notices), None
-        if notice:
-            notices.append(f"Face alignment: {notice}.")
-        before, _ = fit_to_square(rgb, THUMB)
-        after, _ = fit_to_square(result.aligned, THUMB)
-        target, _ = fit_to_square(result.aligned, res)
-        notices.append("Face aligned to the model's framing (see before/after).")
-        return target, (before, after)
+        framed = self._framed(photo, m, notices, crop, painted=hole)
+        hole_frame = framed.painted_in_frame()
+        if not hole_frame.any():
+            raise UploadError("The painted region is outside the square the model sees. Please paint on the face "
+                              "(or move the crop square over the region).")
+        if framed.painted_outside():
+            notices.append("Part of the painted region lies outside the square the model sees; that part was ignored.")
+        return framed.target(), hole_frame, framed
 
     # --------------------------------------------------------------------------------- views
 
@@ -588,6 +569,8 @@ class Handlers:
     def _views(self, record: RunRecord, image: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(result, second view) for display."""
         req = record.request
+        if record.photo is not None and record.task in ("inpaint", "colorize"):
+            return record.photo.preview(record.task, image), self._enlarge(image)  # your photo, edited
         if record.task == "inpaint":
             small = image if image.shape[0] == req.target.shape[0] else fit_to_square(image, req.target.shape[0])[0]
             return self._enlarge(render.paste(req.target, small, req.known)), self._enlarge(image)
@@ -607,6 +590,8 @@ class Handlers:
                 bits.append(f"first frame after {live.first_frame_s:.1f} s")
             bits.append(f"{time.perf_counter() - live.started:.1f} s elapsed")
             bits.append(f"loss {f.losses.get('total', float('nan')):.4g}")
+            if math.isfinite(f.psnr):
+                bits.append(f"PSNR {f.psnr:.2f} dB · SSIM {f.ssim:.3f}")
             parts.append(" · ".join(bits))
         text = " — ".join(parts)
         if record.notices:
@@ -654,7 +639,8 @@ class Handlers:
                 steps_per_s = frame.steps_per_s
                 saved = SavedFrame(step=step_offset + frame.step, latent=frame.latent, space=frame.latent_space,
                                    noises=frame.noises, image=render_thumb(frame.image),
-                                   degraded=render_thumb(frame.degraded), losses=dict(frame.losses))
+                                   degraded=render_thumb(frame.degraded), losses=dict(frame.losses),
+                                   psnr=frame.psnr, ssim=frame.ssim)
                 saved.stage, saved.weight_deltas = frame.stage, frame.weight_deltas
                 record.keep(saved, limit=self.settings.frames_kept)
                 for m in frame.messages:
@@ -716,6 +702,10 @@ class Handlers:
                 fit_to_square(final.image, req.target.shape[0])[0]
             files.append(write_png(d / "result_pasted.png", render.paste(req.target, small, req.known)))
         files.append(write_png(d / "input.png", req.target))
+        if record.photo is not None:  # the result put back into the photo, at the photo's own size
+            files.append(write_png(d / "composite.png", record.photo.composite(record.task, final.image)))
+        files.append(write_quality_csv(d / "quality.csv", [(f.step, f.losses.get("total", math.nan), f.psnr, f.ssim)
+                                                           for f in record.frames if f.step <= final.step]))
         files.append(save_state(d / "latent.pt", EditState(latent=final.latent, latent_space=final.space,
                                                             step=final.step, model_name=record.model_key,
                                                             config=req.config, noises=final.noises,
@@ -754,14 +744,14 @@ class Handlers:
             arch = getattr(model.G, "arch", model.config.arch)
             cfg = self._config(task, arch, c, notices)
             cfg = self._with_tuning(task, cfg, session, notices)
-            target, painted, extra = prepare_inputs(model, notices)
+            target, painted, extra, *framed = prepare_inputs(model, notices)
             request = engine.request_for_task(task, target, painted=painted, config=cfg, **extra)
         except Exception as exc:
             raise _as_user_error(exc, task) from None
         run_id, folder = self._new_folder(session, task)
         record = RunRecord(run_id=run_id, task=task, model_key=key, model_name=model.config.name,
                            request=request, input_view=np.zeros((1, 1, 3), np.uint8), folder=folder,
-                           notices=notices)
+                           notices=notices, photo=framed[0] if framed else None)
         try:
             record.input_view = self._input_view(task, request)
         except Exception as exc:
@@ -791,32 +781,31 @@ class Handlers:
 
     def inpaint(self, editor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
                 optimize_noise, optimizer, seed, preview_every, session=None,
-                request: gr.Request | None = None):
-        """Inpaint: the painted region is filled in, the rest of the photo is matched."""
+                request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+        """Inpaint: the painted region is filled in, the rest of the photo is matched. crop_*: the square the
+        model sees on non-face models (centre x, centre y, side; percent)."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
 
         def inputs(m, notices):
-            target, hole = self._inpaint_input(editor, m.resolution, notices)
-            return target, hole, {}
+            target, hole, framed = self._inpaint_input(editor, m, notices, (crop_x, crop_y, crop_size))
+            return target, hole, {}, framed
         yield from self._run_task("inpaint", model, controls, self._session(session, request), inputs)
 
     def reconstruct(self, image, align_face, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
                     latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
-                    request: gr.Request | None = None):
-        """Reconstruct a photo (optionally face-aligned first). Adds a before/after alignment output."""
+                    request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+        """Reconstruct a photo (face-aligned on face models, or when asked). Adds a before/after alignment output."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
         aligned: list = [None]
 
         def inputs(m, notices):
             rgb = self._photo(image, notices)
-            if align_face:
-                target, pair = self._align(rgb, m.resolution, notices)
-                aligned[0] = pair
-            else:
-                target = self._fit(rgb, m.resolution, notices)
-            return target, None, {}
+            framed = self._framed(rgb, m, notices, (crop_x, crop_y, crop_size), align=bool(align_face))
+            if framed.placement.kind == "face":
+                aligned[0] = (fit_to_square(rgb, THUMB)[0], to_frame(rgb, framed.placement.resized(THUMB)))
+            return framed.target(), None, {}, framed
         shown = None
         for out in self._run_task("reconstruct", model, controls, self._session(session, request), inputs):
             if aligned[0] is not None and shown is None and isinstance(out[7], Session) \
@@ -827,18 +816,20 @@ class Handlers:
 
     def colorize(self, image, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
                  optimize_noise, optimizer, seed, preview_every, session=None,
-                 request: gr.Request | None = None):
-        """Colorize: only the brightness of the photo is matched; the model supplies the colours."""
+                 request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+        """Colorize: only the brightness of the photo is matched; the model supplies the colours (the result keeps
+        the photo's own brightness at its own size)."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
 
         def inputs(m, notices):
-            return self._fit(self._photo(image, notices), m.resolution, notices), None, {}
+            framed = self._framed(self._photo(image, notices), m, notices, (crop_x, crop_y, crop_size))
+            return framed.target(), None, {}, framed
         yield from self._run_task("colorize", model, controls, self._session(session, request), inputs)
 
     def deblur(self, image, kernel_size, sigma, blur_first, model, latent_space, steps, lr, l1, l2, perceptual,
                perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
-               request: gr.Request | None = None):
+               request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
         """Deblur: find a sharp image whose blurred version matches the photo."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -848,15 +839,16 @@ class Handlers:
             if k % 2 == 0:
                 raise user_error(f"The blur kernel size must be odd (3, 5, 7, …), got {k}.")
             s = _number("Sigma", sigma, strictly_positive=True)
-            target = self._fit(self._photo(image, notices), m.resolution, notices)
+            framed = self._framed(self._photo(image, notices), m, notices, (crop_x, crop_y, crop_size))
             if blur_first:
                 notices.append(f"Demo: your photo was blurred first (kernel {k}, sigma {s:g}).")
-            return target, None, dict(kernel_size=int(k), sigma=float(s), degrade_input=bool(blur_first))
+            return framed.target(), None, dict(kernel_size=int(k), sigma=float(s), degrade_input=bool(blur_first)), \
+                framed
         yield from self._run_task("deblur", model, controls, self._session(session, request), inputs)
 
     def superres(self, image, factor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
                  latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
-                 request: gr.Request | None = None):
+                 request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
         """Super-resolve: find an image whose `factor`-times smaller version matches the photo."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -866,8 +858,8 @@ class Handlers:
             if m.resolution % f:
                 raise user_error(f"Factor {f} does not divide the model's {m.resolution} px resolution; "
                                  "use 2, 4 or 8.")
-            target = self._fit(self._photo(image, notices), m.resolution, notices)
-            return target, None, dict(factor=int(f))
+            framed = self._framed(self._photo(image, notices), m, notices, (crop_x, crop_y, crop_size))
+            return framed.target(), None, dict(factor=int(f)), framed
         yield from self._run_task("superres", model, controls, self._session(session, request), inputs)
 
     # ------------------------------------------------------------------------ continue / rewind
@@ -924,7 +916,7 @@ class Handlers:
         kept = [f for f in record.frames if f.step <= start.step]
         new = RunRecord(run_id=run_id, task=task, model_key=key, model_name=record.model_name, request=request,
                         input_view=record.input_view, folder=folder, frames=kept,
-                        notices=notices + [f"Continued from step {start.step}."])
+                        notices=notices + [f"Continued from step {start.step}."], photo=record.photo)
         session.runs[task] = new
         try:
             yield from self._stream(new, model, request, session, started=started,
@@ -1122,6 +1114,23 @@ class Handlers:
         if arch == previous_arch:
             return (arch,) + (gr.skip(),) * n
         return (arch,) + self.all_defaults(model_choice)
+
+    def crop_view(self, source, crop_x, crop_y, crop_size, model_choice):
+        """The photo with the square the model will see drawn on it (the aligned face on face models)."""
+        if isinstance(source, dict):
+            source = source.get("background")
+        if source is None:
+            return None
+        try:
+            rgb = load_image(source, max_pixels=self.settings.max_upload_pixels,
+                             resize_to_max_side=self.settings.max_upload_side).rgb
+        except UploadError:
+            return None
+        info = describe(model_choice, self.settings)
+        align = wants_alignment(Path(str(model_choice or "")).name, info.domain)
+        framed = frame_photo(rgb, info.resolution or 64, align=align, notices=[], warn=lambda _: None,
+                             crop=crop_box(rgb.shape[:2], crop_x, crop_y, crop_size))
+        return outline(rgb, framed.placement)
 
     def model_info(self, model_choice: str | None) -> str:
         if not model_choice:

@@ -247,6 +247,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     with gr.Row():
                         with gr.Column(scale=3):
                             inputs = _task_inputs(tab, h, model, suggest)
+                            crop = [] if tab == "scribble" else _crop_controls(tab, h, inputs[0], model)
                             if TAB_DOMAINS[tab] == "face":
                                 inputs[0].upload(follow.on_photo, [task, inputs[0], model], [model], **private)
                         with gr.Column(scale=1, min_width=180):
@@ -268,7 +269,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                         tune.change(h.set_tuning, [task, tune, session], [session], **private)
                     all_controls += controls
                     handler = getattr(h, tab)
-                    run_evt = run_btn.click(handler, inputs + [model, *controls, session],
+                    run_evt = run_btn.click(handler, inputs + [model, *controls, session, *crop],
                                             out.outputs(session) + extra_out, api_name=tab, **run_opts)
                     cont_evt = out.continue_btn.click(h.continue_run, [task, out.slider, gr.State(False), model,
                                                                       *controls, session],
@@ -287,6 +288,25 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
         model.change(h.model_changed, [model, arch], [arch, *all_controls], **private).then(
             h.model_info, [model], [model_md], **private)
     return demo
+
+
+def _crop_controls(tab: str, h: Handlers, photo, model: gr.Dropdown) -> list:
+    """Crop sliders (API parameters crop_x, crop_y, crop_size, in percent) and a view of the square the model sees;
+    face models align the face instead (the view shows the aligned square)."""
+    with gr.Accordion("The square the model sees", open=tab != "inpaint"):
+        view = gr.Image(label="Your photo: the model sees the square outlined (faces: aligned automatically)",
+                        format="png", interactive=False, height=240, elem_id=f"{tab}-crop-view")
+        with gr.Row():
+            sliders = [gr.Slider(0, 100, value=50, step=1, label="Crop centre x (%)"),
+                       gr.Slider(0, 100, value=50, step=1, label="Crop centre y (%)"),
+                       gr.Slider(5, 100, value=100, step=1, label="Crop size (% of the short side)")]
+    show = dict(fn=h.crop_view, inputs=[photo, *sliders, model], outputs=[view], api_visibility="private",
+                show_progress="hidden", trigger_mode="always_last")
+    for s in sliders:
+        s.release(**show)
+    photo.change(**show)
+    model.change(**show)
+    return sliders
 
 
 def _task_inputs(tab: str, h: Handlers, model: gr.Dropdown, suggest) -> list:

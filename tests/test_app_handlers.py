@@ -124,7 +124,14 @@ def test_each_task_streams_intermediate_frames_then_a_final_result(handlers, pho
         assert {"result.png", "latent.pt", "progress.gif", "loss.png", "input.png"} <= names
         result = load(final[1])
         assert result.dtype == np.uint8 and result.shape[2] == 3
-        assert result.shape[0] == handlers.settings.display_size  # 32 px enlarged for display
+        if tab in ("inpaint", "colorize"):  # the edited photo, at the photo's own size
+            assert result.shape == two_tone().shape
+        else:
+            assert result.shape[0] == handlers.settings.display_size  # 32 px enlarged for display
+        if tab != "scribble":
+            assert {"composite.png", "quality.csv"} <= names
+            assert load(next(f for f in files if f.endswith("composite.png"))).shape == two_tone().shape
+            assert "PSNR" in statuses[-1] and "SSIM" in statuses[-1]
         steps = [int(s.split("step ")[1].split(" /")[0]) for s in running]
         assert steps == sorted(steps) and steps[0] < STEPS
         assert f"step {STEPS} / {STEPS}" in statuses[-1]
@@ -138,9 +145,13 @@ def test_inpaint_result_keeps_known_pixels_and_outlines_the_hole(handlers, photo
     record = sess(final).runs["inpaint"]
     known = record.request.known
     assert known.shape == (32, 32) and 0 < (~known).sum() < known.size
-    pasted = render.paste(record.request.target, record.final.image, known)
-    shown = load(final[1])
-    assert np.array_equal(shown, render.enlarge(pasted, handlers.settings.display_size))
+    shown = load(final[1])  # the photo with the hole filled, at the photo's own size
+    photo = two_tone()
+    assert np.array_equal(shown, record.photo.composite("inpaint", record.final.image))
+    far = np.ones(photo.shape[:2], bool)
+    far[10:80, 30:100] = False  # the painted box (rows 30..60, columns 50..80) and its feather
+    assert np.array_equal(shown[far], photo[far])
+    assert not np.array_equal(shown[40:50, 60:70], photo[40:50, 60:70])
     # Mask geometry: the 96x128 photo is centre-cropped to 96x96 (columns 16..112), then 32 px (/3).
     hole = ~known
     rows, cols = np.nonzero(hole)
@@ -283,7 +294,7 @@ def test_continue_and_rewind(handlers, photo_path):
     assert torch.equal(cont.request.init_latent, first.final.latent)
     # Rewind to step 6 and go on from there: later frames are replaced.
     result, _, status = handlers.rewind_preview("inpaint", 6, session)
-    assert status.startswith("**Step 6**") and load(result).shape[0] == handlers.settings.display_size
+    assert status.startswith("**Step 6**") and load(result).shape == two_tone().shape
     outs = outputs(handlers.continue_run("inpaint", 6, True, TINY, *ctrl("inpaint", steps=3), session))
     assert [f.step for f in session.runs["inpaint"].frames] == [3, 6, 9]
     assert "Continued from step 6" in outs[-1][4]
@@ -493,3 +504,16 @@ def test_release_free_memory_is_safe_to_call_from_many_threads():
     assert len(results) == 8
     if sys.platform.startswith("linux"):
         assert release_free_memory() is True  # glibc: trimmed (nothing else is trimming now)
+
+
+def test_crop_sliders_choose_the_square_the_model_sees(handlers, photo_path):
+    """Non-face models: the crop (centre x, centre y, side in percent) frames the photo; the default is the centre."""
+    from engine.photo import CropBox, crop_placement, to_frame
+    outs = outputs(handlers.colorize(photo_path, TINY, *ctrl("colorize"), None, None, 0, 50, 50))
+    record = sess(outs[-1]).runs["colorize"]
+    photo = two_tone()
+    box = record.photo.placement.box
+    assert (box.x, box.y, box.side) == (0, 24, 48)  # 48 px square pushed against the left edge, centred vertically
+    assert np.array_equal(record.request.target, to_frame(photo, crop_placement(photo.shape[:2], 32, CropBox(0, 24, 48))))
+    assert record.request.target[..., 2].mean() > 150  # only the blue left half
+    assert "48x48 square at (0, 24)" in outs[-1][4]
