@@ -4,7 +4,7 @@
 ZeroGPU attaches a GPU only while a `@spaces.GPU` function runs (in a forked worker), so runs cannot live on
 the batched engine's background lanes: every run is made by its own request (`app.direct`, no batching).
 The server process keeps its models on the CPU (it has no GPU there); the GPU worker copies a model to the
-GPU the first time it runs it. Interpolate's morph frames and Scribble's guide picture are drawn on the CPU.
+GPU the first time it runs it (`app.direct.device_models`). Interpolate's morph frames and Scribble's guide picture are drawn on the CPU.
 Elsewhere (no `SPACES_ZERO_GPU`) the decorator does nothing and runs use `--device` in-process.
 
 Flags: those of `python -m app`, from `$LATENTBRUSH_ARGS` (e.g. `--models cat=afhqcat,face=ffhq`).
@@ -51,6 +51,8 @@ try:
 except ValueError as exc:
     sys.exit(f"error: {exc}")
 RUN_DEVICE = "cuda" if ZERO_GPU else settings.device
+if not ZERO_GPU and RUN_DEVICE.startswith("cuda") and not torch.cuda.is_available():
+    sys.exit("error: --device cuda but no CUDA GPU is available; use --device cpu")
 GPU_SECONDS = int(os.environ.get("LATENTBRUSH_GPU_SECONDS", int(settings.time_limit) + 30))
 
 os.environ.update(settings.gradio_env)

@@ -19,7 +19,7 @@ import torch
 
 import engine
 
-from .model_cache import ModelCache
+from .model_cache import ModelCache, load_and_prepare
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,16 @@ def on_device(model: engine.EngineModel, device: str | torch.device) -> engine.E
     return moved
 
 
-def device_models(cpu_models: ModelCache, device: str, *, maxsize: int) -> ModelCache:
-    """A cache of models on `device`, each copied from `cpu_models` (what the server loaded and keeps)."""
-    return ModelCache(device=device, maxsize=maxsize, loader=lambda key, dev: on_device(cpu_models.get(key), dev))
+def device_models(server_models: ModelCache, device: str, *, maxsize: int) -> ModelCache:
+    """A cache of models on `device`: copied from what `server_models` holds, else loaded from disk.
+
+    Meant for ZeroGPU's GPU worker, a process forked from the server at any moment: another server thread may
+    have held one of `server_models`' locks then, and nothing would ever release it in the fork, so this only
+    peeks at that cache (no lock) and never waits on it."""
+    def load(key: str, dev: str) -> engine.EngineModel:
+        held = server_models.peek(key)
+        return on_device(held, dev) if held is not None else load_and_prepare(key, dev)
+    return ModelCache(device=device, maxsize=maxsize, loader=load)
 
 
 def run_frames(models: ModelCache, key: str, request: engine.InversionRequest, *,

@@ -97,7 +97,7 @@ def describe(choice: str | None, settings: Settings) -> ModelInfo:
 Loader = Callable[[str, str], engine.EngineModel]
 
 
-def _load_and_prepare(key: str, device: str) -> engine.EngineModel:
+def load_and_prepare(key: str, device: str) -> engine.EngineModel:
     return engine.prepare(load_model(key, device=device), device=device)
 
 
@@ -108,7 +108,7 @@ class ModelCache:
     parallel. Load errors propagate (CheckpointError, OSError, ...) and nothing is cached for them.
     """
 
-    def __init__(self, *, device: str = "cpu", maxsize: int = 3, loader: Loader = _load_and_prepare) -> None:
+    def __init__(self, *, device: str = "cpu", maxsize: int = 3, loader: Loader = load_and_prepare) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
         self.device = device
@@ -146,6 +146,11 @@ class ModelCache:
                 self._key_locks.pop(key, None)
         return model
 
+    def peek(self, name: str) -> engine.EngineModel | None:
+        """The cached model or None, without taking a lock: safe in a process forked while another thread held
+        one (ZeroGPU's GPU worker, see app.direct); a dict read is atomic, so this sees a consistent cache."""
+        return self._items.get((str(name), self.device))
+
     def __contains__(self, name: str) -> bool:
         with self._lock:
             return (str(name), self.device) in self._items
@@ -156,4 +161,4 @@ class ModelCache:
 
 
 __all__ = ["CheckpointError", "ModelCache", "ModelInfo", "UploadError", "default_model", "describe",
-           "model_choices", "ordered_bundled", "resolve"]
+           "load_and_prepare", "model_choices", "ordered_bundled", "resolve"]

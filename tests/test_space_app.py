@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import engine
-from app.direct import FrameSource, on_device, run_frames
+from app.direct import FrameSource, device_models, on_device, run_frames
 from app.model_cache import ModelCache
 from app.settings import ROOT
 from tests.app_server import env, free_port, save_png
@@ -234,3 +234,28 @@ def test_readme_gives_a_zerogpu_front_matter_that_matches_the_repository():
     pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     assert meta["sdk_version"] == pins["gradio"] and "spaces" in pins
+
+
+def test_gpu_worker_models_never_wait_on_the_server_caches_locks(tiny_cache, tiny_models_dir):
+    """ZeroGPU forks its worker at any moment: a lock another server thread held then stays held in the fork.
+    The worker's models come from the server cache without its locks, or from disk."""
+    from tests.conftest import TINY_BUNDLED_NAME
+
+    model = tiny_cache.get(TINY_BUNDLED_NAME)
+    gpu_models = device_models(tiny_cache, "cpu", maxsize=2)
+    got: dict = {}
+
+    def fetch() -> None:
+        got["cached"] = gpu_models.get(TINY_BUNDLED_NAME)
+        got["from_disk"] = gpu_models.get(str(tiny_models_dir / f"{TINY_BUNDLED_NAME}.json"))
+
+    tiny_cache._lock.acquire()  # as if held by a server thread when the worker was forked
+    try:
+        worker = threading.Thread(target=fetch, daemon=True)
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "the GPU-side cache waited on the server cache's lock"
+    finally:
+        tiny_cache._lock.release()
+    assert got["cached"] is model  # same device: the server's own prepared model, no copy
+    assert got["from_disk"] is not model and got["from_disk"].resolution == model.resolution
