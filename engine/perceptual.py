@@ -2,8 +2,10 @@
 
 Extractors map float images `[N, 3, R, R]` in [-1, 1] to a list of feature maps `[N, C_i, H_i, W_i]`.
 - 'discriminator': the model's own discriminator blocks (domain features; always there for bundled models).
-- 'vgg16': torchvision VGG16 with ImageNet weights found locally (a file path, `$LATENTBRUSH_VGG16`, or the
-  torch hub cache); never downloaded. Missing weights -> fallback with a message, never silently.
+- 'vgg16': torchvision VGG16 with ImageNet weights: found locally (a file path, `$LATENTBRUSH_VGG16`, the
+  LatentBrush cache or torch hub's cache), else downloaded once into the LatentBrush cache (torchvision's file,
+  hash-checked, progress bar). Offline or failing -> fallback with a message saying where to put the file,
+  never silently; a failed download is not retried in the same process (runs fall back at once).
 - 'vgg16-random': a VGG16-sized network with random weights (benchmarks only; the score means nothing).
 - 'mobilenet': ImageNet MobileNetV2 shipped in `assets/models/perceptual/` (Apache-2.0, converted from TFLite),
   block outputs at strides 2..32 on inputs resized into 64..256 px; works offline for every model.
@@ -20,12 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import catalogue
 from models.strict_load import CheckpointError
 
 from .types import EngineError, InversionConfig
 
 log = logging.getLogger(__name__)
-VGG16_FILE = "vgg16-397923af.pth"
+VGG16_FILE = catalogue.VGG16.filename  # torchvision's name for its ImageNet VGG16 weights
+_VGG16_DOWNLOAD_TIMEOUT_S = 10.0
+_vgg16_download_failed: str | None = None  # why the download failed, once per process
 _VGG_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -103,14 +108,30 @@ def _mobilenet(device: str) -> tuple[nn.Module, dict]:
 
 
 def find_vgg16_weights(path: str | Path | None = None) -> Path | None:
-    """Local ImageNet VGG16 weights: explicit path, `$LATENTBRUSH_VGG16`, or torch hub's cache; else None."""
-    candidates = [path, os.environ.get("LATENTBRUSH_VGG16")]
+    """Local ImageNet VGG16 weights: explicit path, `$LATENTBRUSH_VGG16`, the LatentBrush cache (where
+    `download_vgg16_weights` puts them) or torch hub's cache; else None."""
+    candidates = [path, os.environ.get("LATENTBRUSH_VGG16"), catalogue.cache_dir() / VGG16_FILE]
     hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints" / VGG16_FILE
     candidates.append(hub)
     for c in candidates:
         if c and Path(c).is_file():
             return Path(c)
     return None
+
+
+def download_vgg16_weights() -> tuple[Path | None, str]:
+    """(path, "") after downloading torchvision's VGG16 file into the LatentBrush cache (hash-checked, with a
+    progress bar), or (None, why) when that fails; a failure is remembered, so later runs do not wait again."""
+    global _vgg16_download_failed
+    if _vgg16_download_failed is not None:
+        return None, _vgg16_download_failed
+    entry = catalogue.VGG16
+    log.info("downloading %s (%s) into %s", entry.filename, entry.url, catalogue.cache_dir())
+    try:
+        return catalogue.fetch(entry, timeout=_VGG16_DOWNLOAD_TIMEOUT_S), ""
+    except CheckpointError as exc:
+        _vgg16_download_failed = str(exc)
+        return None, _vgg16_download_failed
 
 
 def requested_kind(cfg: InversionConfig) -> str:
@@ -131,11 +152,15 @@ def build_extractor(kind: str, *, D: nn.Module | None, device: torch.device,
         kind = "vgg16"
     if kind == "vgg16":
         weights = find_vgg16_weights(vgg_path)
+        why = ""
+        if weights is None:
+            weights, why = download_vgg16_weights()
         if weights is not None:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             return VGG16Features(state).to(device).eval(), "vgg16", tuple(messages)
-        messages.append(f"VGG16 ImageNet weights not found (put {VGG16_FILE} in the torch hub cache or set "
-                        "LATENTBRUSH_VGG16): perceptual loss disabled, pixel losses only")
+        messages.append(f"VGG16 ImageNet weights not found and not downloadable ({why}). Put {VGG16_FILE} "
+                        f"({catalogue.VGG16.url}) at {catalogue.cache_dir() / VGG16_FILE} or set "
+                        "LATENTBRUSH_VGG16 to its path: perceptual loss disabled, pixel losses only")
         for m in messages:
             log.warning(m)
         return None, "none", tuple(messages)

@@ -1,9 +1,11 @@
 """Catalogue of well-known official StyleGAN2-ADA checkpoints and their download into a local cache.
 
 `fetch(entry)` returns the cached file, downloading it (with a progress bar) when it is missing and the
-network is reachable; offline it fails fast, saying where to put the file. Hashes: where the publisher's
-sha256 is not recorded here (we could not fetch the files to compute it), the first download's hash is
-stored beside the file and every later use is checked against it (trust on first use).
+network is reachable; offline it fails fast, saying where to put the file. Hashes: a published sha256 (or,
+for torchvision files, the sha256 prefix torchvision puts in the file name and checks) is checked before the
+download is put in place; where none is recorded here (we could not fetch the files to compute it), the
+first download's hash is stored beside the file and every later use is checked against it (trust on first use).
+`VGG16` is torchvision's ImageNet VGG16 (the perceptual network official models expect), same cache.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class CatalogueEntry:
     domain: str
     licence: str
     sha256: str | None = None
+    sha256_prefix: str | None = None  # torchvision/torch.hub style: the file name carries the hash's start
 
 
 CATALOGUE: dict[str, CatalogueEntry] = {e.name: e for e in [
@@ -50,6 +53,13 @@ CATALOGUE: dict[str, CatalogueEntry] = {e.name: e for e in [
 ]}
 
 
+# torchvision/models/vgg.py `VGG16_Weights.IMAGENET1K_V1`; torch.hub checks the file against the name's prefix.
+VGG16 = CatalogueEntry("vgg16", "https://download.pytorch.org/models/vgg16-397923af.pth", "vgg16-397923af.pth",
+                       224, "ImageNet classification (perceptual features)",
+                       "torchvision's published ImageNet weights (see torchvision's model documentation)",
+                       sha256_prefix="397923af")
+
+
 def cache_dir() -> Path:
     """`$LATENTBRUSH_CACHE`, else `~/.cache/latentbrush`."""
     return Path(os.environ.get("LATENTBRUSH_CACHE", Path.home() / ".cache" / "latentbrush"))
@@ -63,8 +73,22 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_published(entry: CatalogueEntry, path: Path, digest: str) -> None:
+    if entry.sha256 is not None and digest != entry.sha256:
+        raise CheckpointError(f"{path}: sha256 {digest} does not match the published {entry.sha256}")
+    if entry.sha256_prefix is not None and not digest.startswith(entry.sha256_prefix):
+        raise CheckpointError(f"{path}: sha256 {digest} does not start with the published "
+                              f"{entry.sha256_prefix}")
+
+
 def _verify(entry: CatalogueEntry, path: Path) -> None:
     digest = sha256_of(path)
+    if entry.sha256_prefix is not None:
+        try:
+            _check_published(entry, path, digest)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}; delete the file and download it again") from None
+        return
     recorded = path.with_suffix(path.suffix + ".sha256")
     expected = entry.sha256 or (recorded.read_text().strip() if recorded.is_file() else None)
     if expected is None:
@@ -97,6 +121,11 @@ def fetch(entry: CatalogueEntry, *, timeout: float = 15.0) -> Path:
         tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not download '{entry.name}' from {entry.url} ({exc}). Offline? "
                               f"Download it elsewhere and put it at {target}") from exc
+    try:  # a corrupt or substituted download never takes the cached file's place
+        _check_published(entry, tmp, sha256_of(tmp))
+    except CheckpointError:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(target)
     _verify(entry, target)
     return target
