@@ -30,7 +30,8 @@ from app.__main__ import _preload, build_parser, env_args, settings_from_args  #
 from app.direct import device_models, run_frames  # noqa: E402
 from app.handlers import Handlers, cleanup_stale_runs  # noqa: E402
 from app.model_cache import ModelCache  # noqa: E402
-from app.ui import build_demo, launch_kwargs  # noqa: E402
+from app.disk import Sweeper  # noqa: E402
+from app.ui import build_demo, launch_kwargs, start_queue  # noqa: E402
 
 log = logging.getLogger("space_app")
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
@@ -72,9 +73,10 @@ def run_on_gpu(model_key: str, request):
 
 handlers = Handlers(settings, cache=server_models, run_frames=run_on_gpu)
 demo = build_demo(settings, handlers=handlers)
-demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
+start_queue(demo, settings)
 
 if __name__ == "__main__":
+    Sweeper(settings, demo).start()
     if not args.no_preload:
         threading.Thread(target=_preload, args=(handlers,), daemon=True, name="preload").start()
     log.info("ZeroGPU: %s; runs on %s, up to %d s of GPU each", ZERO_GPU, RUN_DEVICE, GPU_SECONDS)

@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batching", action="store_true",
                    help="run each inversion on its own instead of stacking concurrent runs into one batch")
     p.add_argument("--no-preload", action="store_true", help="do not load the models at start-up")
+    p.add_argument("--files-max-age", type=float, default=6 * 3600.0, metavar="SECONDS",
+                   help="delete cached outputs and run folders older than this (default 21600 = 6 h)")
+    p.add_argument("--cache-max-mb", type=float, default=1024.0,
+                   help="bound on Gradio's file cache (GRADIO_TEMP_DIR), oldest deleted first (default 1024)")
+    p.add_argument("--runs-max-mb", type=float, default=1024.0,
+                   help="bound on the run folders under $LATENTBRUSH_TMP/runs, oldest first (default 1024)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -57,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # noqa: PLC0415 - keep `--help` fast
 
     from .handlers import Handlers, cleanup_stale_runs
-    from .ui import build_demo, launch_kwargs
+    from .disk import Sweeper
+    from .ui import build_demo, launch_kwargs, start_queue
 
     try:
         settings = settings_from_args(args)
@@ -75,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = Handlers(settings)
     demo = build_demo(settings, handlers=handlers)
-    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
+    start_queue(demo, settings)
+    Sweeper(settings, demo).start()
     if not args.no_preload:
         threading.Thread(target=_preload, args=(handlers,), daemon=True, name="preload").start()
     demo.launch(**launch_kwargs(settings))
@@ -91,7 +99,9 @@ def settings_from_args(args: argparse.Namespace):
     return Settings(model=args.model, models=domain_models, device=args.device, host=args.host, port=args.port,
                     share=args.share, concurrency=args.concurrency, queue_size=args.queue_size,
                     max_steps=args.max_steps, time_limit=args.time_limit, threads=args.threads,
-                    workers=args.workers, batching=not args.no_batching)
+                    workers=args.workers, batching=not args.no_batching,
+                    files_max_age_s=getattr(args, "files_max_age", 6 * 3600.0),
+                    cache_max_mb=getattr(args, "cache_max_mb", 1024.0), runs_max_mb=getattr(args, "runs_max_mb", 1024.0))
 
 
 def _preload(handlers) -> None:

@@ -45,6 +45,12 @@ class Settings:
         which bounds a session's memory whatever steps / preview-every an API client asks for.
     models: (domain, model) pairs the operator gave (`--models`), domains from DOMAINS; None: the bundled
         DEFAULT_DOMAIN_MODELS that are present. Each tab starts on its domain's model (app.domains).
+    max_sessions: visitors whose state Gradio keeps at once (its `state_session_capacity`, least recently used
+        dropped first; ~650 KiB each here). A disconnected visitor's is dropped at once (app.gradio_fixes).
+    files_max_age_s, cache_max_mb, runs_max_mb: the disk bound. Files in Gradio's cache (GRADIO_TEMP_DIR) and our
+        run folders are deleted once older than files_max_age_s, and the oldest first while either folder holds
+        more than its size in MiB (app.disk; nothing younger than `sweep_min_age_s`, which outlives any run).
+    sweep_every_s: how often that check runs.
     """
 
     model: str | None = None
@@ -69,6 +75,11 @@ class Settings:
     model_cache_size: int = 3
     batching: bool = True
     max_batch: int = 8
+    max_sessions: int = 200
+    files_max_age_s: float = 6 * 3600.0
+    cache_max_mb: float = 1024.0
+    runs_max_mb: float = 1024.0
+    sweep_every_s: float = 300.0
     models: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
@@ -87,6 +98,10 @@ class Settings:
             problems.append(f"heartbeat_s must be a number of seconds in (0, 60], got {self.heartbeat_s!r}")
         if not isinstance(self.frames_kept, int) or self.frames_kept < 2:
             problems.append(f"frames_kept must be an integer >= 2, got {self.frames_kept!r}")
+        for name in ("max_sessions", "files_max_age_s", "cache_max_mb", "runs_max_mb", "sweep_every_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                problems.append(f"{name} must be a number > 0, got {value!r}")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             problems.append(f"workers must be a positive integer, got {self.workers!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
@@ -120,6 +135,11 @@ class Settings:
     def gradio_env(self) -> dict[str, str]:
         """Environment variables Gradio reads at run time (set them before `launch`)."""
         return {"GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_HEARTBEAT_INTERVAL": f"{self.heartbeat_s:g}"}
+
+    @property
+    def sweep_min_age_s(self) -> float:
+        """Files younger than this are never deleted for size: they may belong to a run still streaming."""
+        return min(self.files_max_age_s, self.time_limit + 600.0)
 
     @property
     def runs_dir(self) -> Path:

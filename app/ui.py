@@ -16,6 +16,7 @@ import gradio as gr
 
 from engine.tuning import TUNABLE_TASKS
 
+from .gradio_fixes import forget_session, quiet_queue
 from .handlers import (CANVAS, CONTROL_FIELDS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, PERCEPTUAL_NETS, TABS,
                        Handlers, control_defaults, delete_session, user_error)
 from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
@@ -205,11 +206,18 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
     """Everything `demo.launch` gets (Gradio 6: theme and css go here)."""
     return dict(server_name=settings.host, server_port=settings.port, share=settings.share,
                 allowed_paths=settings.allowed_paths, max_file_size=settings.max_file_size, theme=_theme(),
-                css=CSS, ssr_mode=False, show_error=False)
+                css=CSS, ssr_mode=False, show_error=False, state_session_capacity=int(settings.max_sessions))
+
+
+def start_queue(demo: gr.Blocks, settings: Settings) -> None:
+    """`demo.queue(...)` with the queue's idle polling replaced by waiting (app.gradio_fixes.quiet_queue)."""
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
+    quiet_queue(demo)
 
 
 def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Blocks:
-    """The whole UI. Call `demo.queue(...)` and `demo.launch(**launch_kwargs(settings))` (see app.__main__)."""
+    """The whole UI. Call `start_queue(demo, settings)` and `demo.launch(**launch_kwargs(settings))` (see
+    app.__main__)."""
     h = handlers or Handlers(settings)
     model0 = model_for_tab(settings, TABS[0])  # the Model list follows the selected tab: app.domains
     arch0 = describe(model0, settings).arch
@@ -219,7 +227,9 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
     suggest = _suggested_model(settings)
     follow = ModelFollower(settings)
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
+    # Gradio's own age-based deletion of the files it cached (app.disk adds the size bound and our run folders).
+    delete_cache = (int(settings.sweep_every_s), int(settings.files_max_age_s))
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=delete_cache) as demo:
         session = gr.State(None, delete_callback=delete_session)
         gr.Markdown(f"# {TITLE}\nDraw, paint or upload; a GAN searches its latent space for a picture that "
                     "fits. Results stream live — press **Stop** any time.")
@@ -284,7 +294,11 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     reset.click(h.reset_defaults, [task, model], controls, **private)
 
         arch = gr.State(arch0)
-        demo.unload(h.on_unload)
+
+        def on_unload(request: gr.Request) -> None:
+            h.on_unload(request)
+            forget_session(demo, getattr(request, "session_hash", None))
+        demo.unload(on_unload)
         model.change(h.model_changed, [model, arch], [arch, *all_controls], **private).then(
             h.model_info, [model], [model_md], **private)
     return demo
@@ -408,4 +422,4 @@ def _hex(rgb: tuple[int, int, int]) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-__all__ = ["build_demo", "launch_kwargs"]
+__all__ = ["build_demo", "launch_kwargs", "start_queue"]

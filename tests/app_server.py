@@ -69,11 +69,11 @@ def one_torch_thread() -> Iterator[None]:
 def running_app(settings) -> Iterator[tuple[str, object, object]]:
     """Launch build_demo(settings) in-process; yields (url, demo, handlers)."""
     from app.handlers import Handlers
-    from app.ui import build_demo, launch_kwargs
+    from app.ui import build_demo, launch_kwargs, start_queue
 
     handlers = Handlers(settings)
     demo = build_demo(settings, handlers=handlers)
-    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
+    start_queue(demo, settings)
     kwargs = launch_kwargs(settings)
     kwargs.update(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=settings.port)
     with env(**settings.gradio_env):
