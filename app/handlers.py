@@ -49,6 +49,7 @@ from models import CheckpointError
 from . import render
 from .direct import FrameSource, RunFrames
 from .memory import release_free_memory
+from .packed import PackedImage
 from .model_cache import ModelCache, describe, resolve
 from .photo_inputs import FramedPhoto, crop_box, frame_photo, outline, wants_alignment
 from .settings import Settings
@@ -201,6 +202,11 @@ class SavedFrame:
     weight_deltas: dict[str, torch.Tensor] | None = None  # the final frame of a tuned run (engine Frame)
     psnr: float = math.nan  # of what the loss compares (engine Frame.psnr / .ssim)
     ssim: float = math.nan
+
+
+# Kept frames live as long as the session: their (<= THUMB px) images are held PNG-encoded, decoded on read.
+SavedFrame.image = PackedImage("image")
+SavedFrame.degraded = PackedImage("degraded")
 
 
 @dataclass(eq=False)
