@@ -133,9 +133,22 @@ def test_every_endpoint_streams_frames_in_order(app, files, tmp_path, endpoint):
     steps = [int(s.split("step ")[1].split(" /")[0]) for s in running]
     assert steps == sorted(steps) == [3, 6, 9]
     result = np.asarray(Image.open(final[1]))
-    assert result.shape[:2] == (256, 256)
     names = {Path(p).name for p in final[5]}
     assert {"result.png", "latent.pt", "progress.gif"} <= names
+    if endpoint in ("/inpaint", "/colorize"):  # the edited photo at its own size (96x128), also in the downloads
+        assert result.shape[:2] == (96, 128)
+    else:
+        assert result.shape[:2] == (256, 256)
+    if endpoint != "/scribble":
+        assert {"composite.png", "quality.csv"} <= names
+        composite = np.asarray(Image.open(next(p for p in final[5] if Path(p).name == "composite.png")))
+        assert composite.shape[:2] == (96, 128)
+        assert "PSNR" in statuses[-1] and "SSIM" in statuses[-1]
+    if endpoint == "/colorize":  # colorize keeps the photo's own luminance at the photo's own size
+        from engine.photo import luma
+        src = np.asarray(Image.open(files["photo"]).convert("RGB"))
+        mse = float(((luma(composite[..., :3]) - luma(src)) ** 2).mean())
+        assert 10 * np.log10(255 ** 2 / max(mse, 1e-10)) >= 40
 
 
 def test_cancel_stops_the_run_and_runs_the_engine_finally(app, files, tmp_path):
