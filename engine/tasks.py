@@ -36,7 +36,14 @@ def default_config(task: str, *, arch: str = "stylegan2") -> InversionConfig:
         # Sparse strokes under-determine the image: stay in W near the average so the result stays a cat/face.
         return InversionConfig(latent_space="w", steps=150, lr=0.1,
                                weights=LossWeights(l2=1.0, perceptual=0.0, latent_dist=0.002, realism=0.05))
-    if task in ("inpaint", "colorize", "deblur", "superres"):
+    if task == "inpaint":
+        # W near the average (not w+): w+ matches the known pixels better (27.4 vs 23.4 dB) but leaves mush in
+        # the hole; W fills it closer to the truth (hole PSNR 18.5 vs 17.7 dB, SSIM 0.47 vs 0.36; face64 gallery).
+        return InversionConfig(latent_space="w", steps=200, lr=0.1,
+                               weights=LossWeights(l2=1.0, perceptual=0.3, latent_dist=0.01))
+    if task in ("colorize", "deblur", "superres"):
+        # Colorize: w+ gave the lowest chroma error on the face64 gallery (RMS Cb/Cr 11.0; W 15.1; w+ with
+        # realism 0.05 28.1), the composite keeping the photo's own luminance.
         return InversionConfig(latent_space="w+", steps=200, lr=0.1,
                                weights=LossWeights(l2=1.0, perceptual=0.3, latent_dist=0.001))
     return InversionConfig(latent_space="w+", steps=200, lr=0.1, weights=LossWeights(l2=1.0, perceptual=0.3))
