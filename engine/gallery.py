@@ -31,7 +31,6 @@ import numpy as np
 
 from models import load_model
 
-from .export import write_png
 from .framing import frame_photo, is_face_model
 from .imageio import read_mask, read_rgb
 from .inversion import run
@@ -178,6 +177,15 @@ def contact_sheet(title: str, rows: list[list[np.ndarray]], captions: list[str])
     return sheet
 
 
+def save_sheet(path: Path, sheet: np.ndarray) -> Path:
+    """PNG with a 256-colour palette (dithered): a quarter of the bytes of a full-colour sheet, for the repo."""
+    from PIL import Image  # noqa: PLC0415 - only the gallery needs Pillow's quantiser
+    img = Image.fromarray(np.ascontiguousarray(sheet)).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                                                dither=Image.Dither.FLOYDSTEINBERG)
+    img.save(path, optimize=True)
+    return path
+
+
 def _fmt(v: float, digits: int = 2) -> str:
     return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
 
@@ -283,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                      _fmt(row.psnr_hole), _fmt(row.chroma_rms), row.y_psnr, row.seconds)
         title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
                  f"perc {cfg.weights.perceptual:g}, dist {cfg.weights.latent_dist:g}, real {cfg.weights.realism:g}")
-        write_png(a.out / f"{name}_{task}.png", contact_sheet(title, cells, captions))
+        save_sheet(a.out / f"{name}_{task}.png", contact_sheet(title, cells, captions))
     means = summary(rows)
     (a.out / f"{name}.md").write_text(markdown(model.config.name, configs, means), encoding="utf-8")
     with (a.out / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
