@@ -34,3 +34,23 @@ def test_decode_keeps_channels():
     assert np.array_equal(decode_png(encode_png(rgba)), rgba)
     rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     assert np.array_equal(decode_png(encode_png(rgb)), rgb)
+
+
+def test_noise_maps_kept_within_a_budget_newest_first(monkeypatch):
+    from pathlib import Path
+
+    from app import handlers
+    monkeypatch.setattr(handlers, "NOISE_BUDGET", 3 * 4096 * 4)  # room for 3 frames' maps
+    record = handlers.RunRecord(run_id="r", task="inpaint", model_key="m", model_name="m", request=None,
+                                input_view=np.zeros((4, 4, 3), np.uint8), folder=Path("."))
+    for step in range(1, 11):
+        noises = (torch.full((64, 64), float(step)),)  # 16 KiB per frame
+        record.keep(SavedFrame(step=step, latent=torch.zeros(4), space="w", noises=noises, image=_smooth(8),
+                               degraded=_smooth(8), losses={"total": 1.0}), limit=100)
+    with_noise = [f.step for f in record.frames if f.noises is not None]
+    assert with_noise == [8, 9, 10] and len(record.frames) == 10
+    assert float(record.frames[-1].noises[0][0, 0]) == 10.0
+    monkeypatch.setattr(handlers, "NOISE_BUDGET", 1)  # smaller than one frame: the latest still keeps its own
+    record.keep(SavedFrame(step=11, latent=torch.zeros(4), space="w", noises=(torch.ones(64, 64),),
+                           image=_smooth(8), degraded=_smooth(8), losses={}), limit=100)
+    assert [f.step for f in record.frames if f.noises is not None] == [11]
