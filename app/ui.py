@@ -168,9 +168,11 @@ def _controls(tab: str, settings: Settings, arch: str) -> list:
 
 def _result_panel(tab: str, settings: Settings) -> TabOutputs:
     size = settings.display_size
-    second_label = {"inpaint": "Generator output (whole picture)", "scribble": "Result with your strokes outlined"
-                    }.get(tab, "What the loss compares")
-    result_label = "Result (filled region pasted into your photo)" if tab == "inpaint" else "Result"
+    second_label = {"inpaint": "Generator output (whole picture)", "scribble": "Result with your strokes outlined",
+                    "reconstruct": "Put back into your photo"}.get(tab, "What the loss compares")
+    result_label = {"inpaint": "Result (filled region pasted into your photo, its own size)",
+                    "colorize": "Result (your photo, its own brightness and size, the model's colours)"
+                    }.get(tab, "Result")
     input_label = {"inpaint": "Your photo (region to fill outlined)", "scribble": "Your strokes (what must match)"
                    }.get(tab, "What the result must match")
     with gr.Row():
