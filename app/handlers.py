@@ -49,6 +49,7 @@ from models import CheckpointError
 from . import render
 from .direct import FrameSource, RunFrames
 from .memory import release_free_memory
+from .messages import for_user
 from .packed import PackedImage
 from .model_cache import ModelCache, describe, resolve
 from .photo_inputs import FramedPhoto, crop_box, frame_photo, outline, wants_alignment
@@ -67,6 +68,8 @@ INPAINT_BRUSH_OPACITY = 0.6
 CANVAS = 512
 LIBRARY_SIZE = 12
 THUMB = 256
+NOISE_BUDGET = 64 * 2 ** 20  # bytes of noise maps one run keeps across its rewindable frames
+NOISE_BUDGET = 64 * 2 ** 20  # bytes of noise maps one run keeps across its rewindable frames
 MAX_FRAMES_INTERP = 120
 
 
@@ -83,8 +86,9 @@ def is_tick(out: tuple) -> bool:
 # ------------------------------------------------------------------------------------ errors & notices
 
 def user_error(message: str) -> gr.Error:
-    """A gr.Error for the user (escaped: Gradio renders messages as HTML; file names come from users)."""
-    return gr.Error(html.escape(str(message), quote=False), print_exception=False)
+    """A gr.Error for the user: plain text that is safe as HTML (Gradio renders it as HTML in the browser but
+    gives API clients the string as it is; file names come from users), server folders named by role."""
+    return gr.Error(for_user(message), print_exception=False)
 
 
 def _as_user_error(exc: BaseException, what: str) -> gr.Error:
@@ -104,7 +108,7 @@ def _as_user_error(exc: BaseException, what: str) -> gr.Error:
 
 
 def warn(message: str) -> None:
-    gr.Warning(html.escape(message, quote=False))
+    gr.Warning(for_user(message))
 
 
 # --------------------------------------------------------------------------------------------- controls
@@ -240,6 +244,34 @@ class RunRecord:
             self.stride *= 2
             first, *middle, last = self.frames
             self.frames[:] = [first] + [f for f in middle if f.step % self.stride == 0] + [last]
+        self._trim_noises()
+
+    def _trim_noises(self) -> None:
+        """Keep noise maps (optimised noise) on the newest frames only, within NOISE_BUDGET bytes per run: at
+        1024 px one frame's maps are ~11 MB. The latest frame always keeps its own; continuing from a frame
+        without them starts from fresh noise."""
+        total = 0
+        for f in reversed(self.frames):
+            if f.noises:
+                size = sum(n.numel() * n.element_size() for n in f.noises)
+                if total + size > NOISE_BUDGET and f is not self.frames[-1]:
+                    f.noises = None
+                else:
+                    total += size
+        self._trim_noises()
+
+    def _trim_noises(self) -> None:
+        """Keep noise maps (optimised noise) on the newest frames only, within NOISE_BUDGET bytes per run: at
+        1024 px one frame's maps are ~11 MB. The latest frame always keeps its own; continuing from a frame
+        without them starts from fresh noise."""
+        total = 0
+        for f in reversed(self.frames):
+            if f.noises:
+                size = sum(n.numel() * n.element_size() for n in f.noises)
+                if total + size > NOISE_BUDGET and f is not self.frames[-1]:
+                    f.noises = None
+                else:
+                    total += size
 
     def frame_at(self, step: int) -> SavedFrame:
         """The last saved frame at or before `step` (the first frame if none)."""
@@ -917,6 +949,10 @@ class Handlers:
             # Continuing refines a result: no latent-noise kick at the start (it would undo progress).
             cfg = cfg.replace(init="given", initial_noise_factor=0.0)
             noises = start.noises if cfg.optimize_noise else None
+            if cfg.optimize_noise and start.noises is None:
+                notices.append(f"The noise maps of step {start.step} were not kept (memory): the noise starts afresh.")
+            if cfg.optimize_noise and start.noises is None:
+                notices.append(f"The noise maps of step {start.step} were not kept (memory): the noise starts afresh.")
             request = dataclasses.replace(record.request, config=cfg, init_latent=latent, init_noises=noises)
         except Exception as exc:
             raise _as_user_error(exc, f"{task} continuation") from None
