@@ -69,7 +69,6 @@ CANVAS = 512
 LIBRARY_SIZE = 12
 THUMB = 256
 NOISE_BUDGET = 64 * 2 ** 20  # bytes of noise maps one run keeps across its rewindable frames
-NOISE_BUDGET = 64 * 2 ** 20  # bytes of noise maps one run keeps across its rewindable frames
 MAX_FRAMES_INTERP = 120
 
 
@@ -244,20 +243,6 @@ class RunRecord:
             self.stride *= 2
             first, *middle, last = self.frames
             self.frames[:] = [first] + [f for f in middle if f.step % self.stride == 0] + [last]
-        self._trim_noises()
-
-    def _trim_noises(self) -> None:
-        """Keep noise maps (optimised noise) on the newest frames only, within NOISE_BUDGET bytes per run: at
-        1024 px one frame's maps are ~11 MB. The latest frame always keeps its own; continuing from a frame
-        without them starts from fresh noise."""
-        total = 0
-        for f in reversed(self.frames):
-            if f.noises:
-                size = sum(n.numel() * n.element_size() for n in f.noises)
-                if total + size > NOISE_BUDGET and f is not self.frames[-1]:
-                    f.noises = None
-                else:
-                    total += size
         self._trim_noises()
 
     def _trim_noises(self) -> None:
@@ -949,8 +934,6 @@ class Handlers:
             # Continuing refines a result: no latent-noise kick at the start (it would undo progress).
             cfg = cfg.replace(init="given", initial_noise_factor=0.0)
             noises = start.noises if cfg.optimize_noise else None
-            if cfg.optimize_noise and start.noises is None:
-                notices.append(f"The noise maps of step {start.step} were not kept (memory): the noise starts afresh.")
             if cfg.optimize_noise and start.noises is None:
                 notices.append(f"The noise maps of step {start.step} were not kept (memory): the noise starts afresh.")
             request = dataclasses.replace(record.request, config=cfg, init_latent=latent, init_noises=noises)
