@@ -49,6 +49,7 @@ from models import CheckpointError
 from . import render
 from .direct import FrameSource, RunFrames
 from .memory import release_free_memory
+from .messages import for_user
 from .packed import PackedImage
 from .model_cache import ModelCache, describe, resolve
 from .photo_inputs import FramedPhoto, crop_box, frame_photo, outline, wants_alignment
@@ -84,8 +85,9 @@ def is_tick(out: tuple) -> bool:
 # ------------------------------------------------------------------------------------ errors & notices
 
 def user_error(message: str) -> gr.Error:
-    """A gr.Error for the user (escaped: Gradio renders messages as HTML; file names come from users)."""
-    return gr.Error(html.escape(str(message), quote=False), print_exception=False)
+    """A gr.Error for the user: plain text that is safe as HTML (Gradio renders it as HTML in the browser but
+    gives API clients the string as it is; file names come from users), server folders named by role."""
+    return gr.Error(for_user(message), print_exception=False)
 
 
 def _as_user_error(exc: BaseException, what: str) -> gr.Error:
@@ -105,7 +107,7 @@ def _as_user_error(exc: BaseException, what: str) -> gr.Error:
 
 
 def warn(message: str) -> None:
-    gr.Warning(html.escape(message, quote=False))
+    gr.Warning(for_user(message))
 
 
 # --------------------------------------------------------------------------------------------- controls
