@@ -66,36 +66,61 @@ def tuned_synthesis(G: nn.Module, deltas: dict[str, torch.Tensor]) -> nn.Module:
     return synth.eval().requires_grad_(False)
 
 
-def _data_terms(r: RunState, degraded: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The first stage's image terms (pixel + perceptual) on known pixels, unweighted, each `[1]`."""
-    w, terms = r.weights, {}
+def _objective(model: EngineModel, synth: nn.Module, r: RunState, pivot_ws: torch.Tensor,
+               noises: list[torch.Tensor] | None, gen: torch.Generator, anchor: torch.Tensor | None,
+               hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """One tuning step's loss -> (G'(pivot), op(G'(pivot)), unweighted terms, weighted total `[1]`).
+
+    Terms: the first stage's image terms (pixel + perceptual) on known pixels; 'hole': drift of the unknown
+    pixels from the frozen G(pivot); 'locality': PTI's regulariser, the tuned generator's drift from the frozen
+    one (L2 + perceptual) at random codes moved `alpha * w_std` from the pivot towards mapped random z's. The pivot
+    and the locality codes go through the tuned copy (and the feature network) as one batch."""
+    cfg, tc, G, dev, w = r.cfg, r.cfg.tuning, model.G, model.device, r.weights
+    loc_ws = before = before_feats = None
+    if tc.locality > 0:
+        z = torch.randn(tc.locality_samples, G.z_dim, generator=gen, device=dev)
+        with torch.no_grad():
+            loc_ws = locality_ws(pivot_ws, G.mapping(z), distance=tc.alpha * model.w_std)
+            with autocast_for(cfg, dev):
+                before = G.synthesis(loc_ws, noise_mode="const").float()
+                before_feats = r.extractor(before) if r.extractor is not None else None
+    with autocast_for(cfg, dev):
+        if loc_ws is not None and noises is None:
+            out = synth(torch.cat([pivot_ws, loc_ws]), noise_mode="const")
+            img, after = out[:1], out[1:]
+        else:  # per-run noise maps are for the pivot only
+            img = synth(pivot_ws, noise_mode="const", noises=noises)
+            after = synth(loc_ws, noise_mode="const") if loc_ws is not None else None
+        degraded = r.chain(img)
+        perceptual = w.perceptual > 0 and r.extractor is not None and r.target_feats is not None
+        feats = after_feats = None
+        if perceptual and before_feats is not None:
+            both = r.extractor(torch.cat([degraded * r.known, after]))
+            feats, after_feats = [f[:1] for f in both], [f[1:] for f in both]
+        elif perceptual:
+            feats = r.extractor(degraded * r.known)
+        elif before_feats is not None:
+            after_feats = r.extractor(after)
+    terms: dict[str, torch.Tensor] = {}
     if w.l2 > 0:
         terms["l2"] = L.masked_l2(degraded.float(), r.target, r.known)
     if w.l1 > 0:
         terms["l1"] = L.masked_l1(degraded.float(), r.target, r.known)
-    if w.perceptual > 0 and r.extractor is not None and r.target_feats is not None:
-        terms["perceptual"] = feature_distance(r.extractor(degraded * r.known), r.target_feats, r.known)
+    if feats is not None:
+        terms["perceptual"] = feature_distance(feats, r.target_feats, r.known)
     if not terms:
         raise EngineError("tuning needs an image loss: set the L1, L2 or perceptual weight above 0")
-    return terms
-
-
-def _locality(model: EngineModel, synth: nn.Module, pivot_ws: torch.Tensor, r: RunState, tc: TuningConfig,
-              gen: torch.Generator) -> torch.Tensor:
-    """Drift of the tuned generator from the frozen one near the pivot: L2 + perceptual (if any), `[1]`."""
-    G, dev = model.G, model.device
-    z = torch.randn(tc.locality_samples, G.z_dim, generator=gen, device=dev)
-    with torch.no_grad():
-        ws = locality_ws(pivot_ws, G.mapping(z), distance=tc.alpha * model.w_std)
-        with autocast_for(r.cfg, dev):
-            before = G.synthesis(ws, noise_mode="const")
-            before_feats = r.extractor(before) if r.extractor is not None else None
-    with autocast_for(r.cfg, dev):
-        after = synth(ws, noise_mode="const")
-        loss = (after.float() - before.float()).square().mean()
-        if before_feats is not None:
-            loss = loss + feature_distance(r.extractor(after), before_feats).mean()
-    return loss.reshape(1)
+    total = sum(getattr(w, k) * v for k, v in terms.items())
+    if anchor is not None:
+        terms["hole"] = L.masked_l2(img.float(), anchor, hole)
+        total = total + tc.hole * terms["hole"]
+    if after is not None:
+        loc = (after.float() - before).square().mean()
+        if after_feats is not None:
+            loc = loc + feature_distance(after_feats, before_feats).mean()
+        terms["locality"] = loc.reshape(1)
+        total = total + tc.locality * terms["locality"]
+    return img, degraded, terms, total
 
 
 def _frame(r: RunState, img: torch.Tensor, degraded: torch.Tensor, terms: dict[str, torch.Tensor],
@@ -134,17 +159,7 @@ def tune(model: EngineModel, r: RunState, *, stop: threading.Event | None = None
     try:
         while r.step < end and not (stop is not None and stop.is_set()):
             opt.zero_grad(set_to_none=True)
-            with autocast_for(cfg, dev):
-                img = synth(pivot_ws, noise_mode="const", noises=noises)
-                degraded = r.chain(img)
-            terms = _data_terms(r, degraded)
-            total = sum(getattr(r.weights, k) * v for k, v in terms.items())
-            if anchor is not None:
-                terms["hole"] = L.masked_l2(img.float(), anchor, hole)
-                total = total + tc.hole * terms["hole"]
-            if tc.locality > 0:
-                terms["locality"] = _locality(model, synth, pivot_ws, r, tc, gen)
-                total = total + tc.locality * terms["locality"]
+            img, degraded, terms, total = _objective(model, synth, r, pivot_ws, noises, gen, anchor, hole)
             total.sum().backward()
             opt.step()
             r.step += 1
