@@ -251,7 +251,11 @@ def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor
     trainer.G_ema.load_state_dict(g_state)
     trainer.D.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in D.state_dict().items()})
     trainer.nimg = int(config.images_seen or 0)
-    return config, trainer
+    # The figures in its JSON describe the old weights, not what this run will export.
+    trainer.config = config.replace(metrics={},
+                                    provenance=f"{config.provenance}; continued from {config.name} "
+                                               f"({config.images_seen} images seen)")
+    return trainer.config, trainer
 
 
 def export(trainer: Trainer, path: Path, *, licence: str, provenance: str, name: str,
@@ -362,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     provenance = (f"trained by models.train on {Path(a.data).name} ({len(train_files)} images, "
                   f"{len(held)} held out by name hash)")
+    if a.resume_model:
+        provenance = f"{trainer.config.provenance}; then {provenance}"
 
     def snapshot() -> None:
         tmp = out / "state.pt.tmp"

@@ -72,6 +72,8 @@ def test_resume_model_continues_from_a_shipped_model_and_logs_sample_quality(tmp
     t.nimg = 40
     shipped = export(t, tmp_path / "m.safetensors", licence="test", provenance="unit test", name="m",
                      dtype=torch.float32)
+    meta = tmp_path / "m.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "metrics": {"stale": 1.0}}))
     data = tmp_path / "data"
     data.mkdir()
     for i in range(12):
@@ -84,6 +86,7 @@ def test_resume_model_continues_from_a_shipped_model_and_logs_sample_quality(tmp
     assert main(args) == 0
     again = models.load_model(tmp_path / "exp" / "m2.safetensors")
     assert again.config.images_seen == 48  # counted on from the shipped model's 40
+    assert again.config.metrics == {} and "continued from m (40 images seen)" in again.config.provenance
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["images_seen"] for r in rows] == [44, 48]  # after each step once 4 more images were seen
     assert all(np.isfinite(r["dlib-face"]["fid"]) and np.isfinite(r["dlib-face"]["kid"]) for r in rows)
