@@ -31,6 +31,7 @@ import numpy as np
 
 from models import load_model
 
+from .export import write_png
 from .framing import frame_photo, is_face_model
 from .imageio import read_mask, read_rgb
 from .inversion import run
@@ -243,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=("mean", "best-of-k"))
     p.add_argument("--tag", default="", help="suffix of the output file names (comparing settings)")
     p.add_argument("--no-align", action="store_true", help="face models: centre crop instead of aligning")
+    p.add_argument("--save-results", action="store_true",
+                   help="also write each model-resolution result as results/<task>/<photo>.png (to study compositing)")
     p.add_argument("--device", default="cpu")
     return p
 
@@ -283,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         cells, captions = [], []
         for pname, rgb, placement in photos:
             row, four = run_one(model, task, rgb, placement, cfg)
+            if a.save_results:
+                (a.out / "results" / task).mkdir(parents=True, exist_ok=True)
+                write_png(a.out / "results" / task / f"{Path(pname).stem}.png", four[2])
             row = dataclasses.replace(row, photo=pname)
             rows.append(row)
             cells.append(four)

@@ -22,6 +22,10 @@ from .types import EngineError
 
 FEATHER_SHARE = 0.04
 """Seam width as a share of the frame's side in the photo (a 1000 px face frame blends over ~40 px)."""
+CHROMA_SMOOTH = 1 / 32
+"""Colorize: the result's chroma is smoothed with a Gaussian of this share of the frame's side (2 px at 64 px)
+before it is transferred: colour is low-bandwidth, and on the face64 gallery this lowered the chroma error
+(RMS Cb/Cr, 4 photos) from 11.03 to 10.42 and removed small colour spots."""
 Y_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -278,7 +282,9 @@ def colorize_composite(photo: np.ndarray, result: np.ndarray, placement: Placeme
     outside the frame the photo's own chroma, blended over a feathered seam."""
     _check_photo(photo, placement)
     weight = footprint(placement, feather=feather)[..., None]
-    result_chroma = from_frame(chroma(result), placement)
+    sigma = result.shape[0] * CHROMA_SMOOTH
+    result_chroma = from_frame(cv2.GaussianBlur(chroma(result), (0, 0), sigma) if sigma >= 0.5 else chroma(result),
+                               placement)
     if placement.scale < 1:  # enlarged chroma: soften it, so no model-pixel blocks or cubic ringing show
         k = max(3, int(round(1 / placement.scale)) | 1)
         result_chroma = cv2.GaussianBlur(result_chroma, (k, k), 0)
