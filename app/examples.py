@@ -49,7 +49,7 @@ BLUR_SIGMA_64 = 2.0    # deblur inputs: the engine's default blur (sigma 2 at 64
 SAMPLE_SEEDS = range(8)
 SAMPLE_PSI = 0.7
 DEGRADED_SAMPLE = 2    # the sample whose grey/blurred/low-res versions are written
-SCRIBBLES = ("cat_orange", "cat_grey", "face_brown", "face_blond")
+SCRIBBLES = ("cat_orange", "cat_grey", "face_brown", "face_blond", "grumpy")
 SCRIBBLE_SIZES = (64, 256)
 
 
@@ -72,7 +72,8 @@ def _rows(tab: str) -> list[list[Path]]:
         return [[_rel("astronaut_face.png"), _rel("astronaut_face_mask.png")],
                 [_rel("chelsea_face.png"), _rel("chelsea_face_mask.png")],
                 [_sample(face, 0), _rel("mask64_face_eyes.png")],
-                [_sample(cat, 0), _rel("mask64_cat_eyes.png")]]
+                [_sample(cat, 0), _rel("mask64_cat_eyes.png")],
+                [_sample("grumpycat64", 0), _rel("mask64_cat_eyes.png")]]
     if tab == "reconstruct":
         return [[_rel("astronaut_face.png")], [_rel("chelsea_face.png")], [_sample(face, 1)], [_sample(cat, 1)],
                 [_rel("astronaut.png")]]
@@ -98,7 +99,7 @@ def model_for_example(path: str | Path) -> str | None:
     if p.parent.name == SAMPLES_DIR.name:
         return name.split("_", 1)[0]
     for prefix, model in (("astronaut", "face64"), ("chelsea", "cat64"), ("scribble_face", "face64"),
-                          ("scribble_cat", "cat64"), ("mask64_face", "face64"), ("mask64_cat", "cat64")):
+                          ("scribble_cat", "cat64"), ("scribble_grumpy", "grumpycat64"), ("mask64_face", "face64"), ("mask64_cat", "cat64")):
         if name.startswith(prefix):
             return model
     return None
@@ -244,6 +245,17 @@ def scribble(name: str, size: int) -> np.ndarray:
         dot((0.33, 0.47), eye, 0.065)
         dot((0.67, 0.47), eye, 0.065)
         dot((0.5, 0.66), (225, 130, 140), 0.04)                              # nose
+    elif name == "grumpy":  # Grumpy Cat: dark ears and eye band, cream forehead, white muzzle, blue eyes
+        cream, dark, white = (205, 180, 150), (90, 65, 50), (240, 236, 228)
+        stroke([(0.12, 0.40), (0.15, 0.05), (0.35, 0.25)], dark, 0.07)       # ears
+        stroke([(0.65, 0.25), (0.85, 0.05), (0.88, 0.40)], dark, 0.07)
+        stroke([(0.3, 0.28), (0.5, 0.22), (0.7, 0.28)], cream, 0.07)         # forehead
+        stroke([(0.15, 0.5), (0.22, 0.42)], dark, 0.06)                      # dark band beside the eyes
+        stroke([(0.78, 0.42), (0.85, 0.5)], dark, 0.06)
+        stroke([(0.3, 0.78), (0.5, 0.88), (0.7, 0.78)], white, 0.09)         # muzzle
+        dot((0.33, 0.47), (110, 160, 200), 0.05)                             # blue eyes
+        dot((0.67, 0.47), (110, 160, 200), 0.05)
+        dot((0.5, 0.66), (200, 130, 130), 0.035)                             # nose
     elif name.startswith("face"):
         skin, hair, eye = {"face_brown": ((205, 150, 120), (60, 40, 25), (60, 40, 30)),
                            "face_blond": ((240, 200, 175), (225, 190, 90), (70, 110, 170))}[name]
