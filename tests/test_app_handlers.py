@@ -517,3 +517,13 @@ def test_crop_sliders_choose_the_square_the_model_sees(handlers, photo_path):
     assert np.array_equal(record.request.target, to_frame(photo, crop_placement(photo.shape[:2], 32, CropBox(0, 24, 48))))
     assert record.request.target[..., 2].mean() > 150  # only the blue left half
     assert "48x48 square at (0, 24)" in outs[-1][4]
+
+
+def test_crop_view_outlines_the_square_the_model_sees(handlers, photo_path):
+    from app.photo_inputs import OUTLINE_RGB
+    view = handlers.crop_view(photo_path, 0, 50, 50, TINY)  # 48 px square at the left edge of the 96x128 photo
+    assert view.shape == two_tone().shape
+    outline = np.all(view == OUTLINE_RGB, axis=2)
+    cols = np.nonzero(outline.any(axis=0))[0]
+    assert cols.min() <= 2 and 44 <= cols.max() <= 50
+    assert handlers.crop_view(None, 50, 50, 100, TINY) is None
