@@ -17,6 +17,10 @@ import os
 import sys
 import threading
 
+from app.memory import tune_allocator  # noqa: E402
+
+tune_allocator()  # before any thread exists: a server's RSS otherwise creeps up with every run (app.memory)
+
 try:  # ZeroGPU asks for `spaces` to be imported before anything initialises CUDA
     import spaces
 except ImportError:

@@ -59,6 +59,9 @@ def env_args() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(env_args() + (sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .memory import tune_allocator  # noqa: PLC0415
+
+    tune_allocator()  # before any thread exists: a server's RSS otherwise creeps up with every run (app.memory)
 
     import torch  # noqa: PLC0415 - keep `--help` fast
 

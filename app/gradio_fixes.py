@@ -139,6 +139,7 @@ def forget_session(demo: gr.Blocks, session_hash: str | None) -> bool:
     SessionState itself, which stays in `state_holder.session_data` until 10,000 sessions have been seen
     (`state_session_capacity`): ~6.5 GB on a server that runs for weeks. A reloaded page gets a new session
     hash, so nothing can come back for it; our own Session is released at the same moment (`on_unload`).
+    Called from the unload event, i.e. after Gradio's heartbeat handler has ended the session's streams.
     """
     if not session_hash:
         return False
@@ -152,8 +153,15 @@ def forget_session(demo: gr.Blocks, session_hash: str | None) -> bool:
         with holder.lock:
             holder.session_data.pop(session_hash, None)
             holder.time_last_used.pop(session_hash, None)
+    # The queue's per-session records (an empty id set, a message queue in an LRU of 2,000) outlive the session
+    # too; drop them unless an event of the session is still pending.
     queue = getattr(demo, "_queue", None)
     ids = getattr(queue, "pending_event_ids_session", None)
     if isinstance(ids, dict) and not ids.get(session_hash):
         ids.pop(session_hash, None)
+        messages = getattr(queue, "pending_messages_per_session", None)
+        if isinstance(messages, dict):
+            pending = messages.get(session_hash)
+            if pending is None or pending.empty():
+                messages.pop(session_hash, None)
     return found

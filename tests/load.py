@@ -6,6 +6,12 @@
 of 8), and prints completed / failed / queue-full counts, p50/p95 time to first frame and to result, peak RSS
 of the server, and how many results look like another run's input (crossed). Stops by itself.
 
+`--soak-minutes M` keeps the clients busy for M minutes and prints the server's RSS per minute, the least-squares
+slope of RSS over the second half of the soak (MiB/minute and as % growth over that half) and the disk used by
+Gradio's cache and the run folders (the server gets its own GRADIO_TEMP_DIR and LATENTBRUSH_TMP here); it exits
+non-zero when that growth is above `--max-growth` percent (default 3). `--server-arg=--cache-max-mb=64` (repeatable)
+passes options to `python -m app`.
+
 `--disconnects N` then N times starts a long run from a separate client process, kills that process mid-run
 (its sockets close, as when a browser tab closes) while a probe run waits in the queue behind it (use
 `--concurrency 1`), and prints how long the worker took to pass to the probe and the server's RSS before the
@@ -138,20 +144,48 @@ def disconnects(url: str, pid: int | None, image: Path, args, n: int) -> list[tu
     return rounds
 
 
-def soak_report(samples: list[tuple[float, int]], *, warm_up_s: float = 60.0) -> str:
-    """RSS per minute (median of that minute's samples, which move with the runs in flight) and the growth
-    from the first minute after warm-up to the last one."""
+def slope_per_minute(samples: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (seconds, KiB) samples, in MiB per minute."""
+    t = np.array([x for x, _ in samples], dtype=np.float64) / 60.0
+    y = np.array([v for _, v in samples], dtype=np.float64) / 1024.0
+    if len(t) < 2 or np.ptp(t) == 0:
+        return 0.0
+    return float(np.polyfit(t, y, 1)[0])
+
+
+def soak_report(samples: list[tuple[float, int]], *, warm_up_s: float = 60.0) -> tuple[str, float | None]:
+    """RSS per minute (median of that minute's samples, which move with the runs in flight), the growth from
+    the first minute after warm-up to the last, and the least-squares slope over the second half of the soak.
+    Returns (report, growth over the second half in % of its starting RSS, None when too short)."""
     minutes: dict[int, list[int]] = {}
     for t, kb in samples:
         if t >= warm_up_s:
             minutes.setdefault(int(t // 60), []).append(kb)
     if len(minutes) < 2:
-        return "too short to report growth"
+        return "too short to report growth", None
     med = {m: statistics.median(v) / 1024 for m, v in sorted(minutes.items())}
     first, last = med[min(med)], med[max(med)]
     series = " ".join(f"{v:.0f}" for v in med.values())
+    end = samples[-1][0]
+    second = [(t, kb) for t, kb in samples if t >= end / 2]
+    slope = slope_per_minute(second)
+    half_min = (second[-1][0] - second[0][0]) / 60.0
+    start_mib = statistics.median(kb for _, kb in second[:12]) / 1024
+    growth = slope * half_min / start_mib * 100.0
     return (f"RSS per minute after warm-up (MiB, medians): {series}; first {first:.0f} -> last {last:.0f} MiB "
-            f"({(last - first) / first * 100:+.1f}%)")
+            f"({(last - first) / first * 100:+.1f}%)\nsoak: second half ({half_min:.1f} min from {start_mib:.0f} MiB): "
+            f"slope {slope:+.2f} MiB/min = {growth:+.2f}% over the half"), growth
+
+
+def dir_mib(path: Path) -> float:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total / 2 ** 20
 
 
 def pct(values: list[float], q: float) -> str:
@@ -172,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-minutes", type=float, default=0.0, help="keep the clients busy this long, sampling RSS")
     p.add_argument("--disconnects", type=int, default=0, help="kill N client processes mid-run (see above)")
     p.add_argument("--timeout", type=float, default=1800.0, help="hard stop for the whole run (seconds)")
+    p.add_argument("--max-growth", type=float, default=3.0,
+                   help="soak: fail when RSS grows more than this %% over the second half (least-squares slope)")
+    p.add_argument("--server-arg", action="append", default=[], help="extra option for `python -m app`")
     a = p.parse_args(argv)
     from gradio_client import Client
 
@@ -186,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}/"
         proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port),
                                  "--concurrency", str(a.concurrency), "--queue-size", str(a.queue_size),
-                                 "--model", a.model, "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=open(tmp / "server.log", "w"), env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+                                 "--model", a.model, "--log-level", "WARNING", *a.server_arg], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"),
+                                env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                                     "GRADIO_TEMP_DIR": str(tmp / "gradio"), "LATENTBRUSH_TMP": str(tmp / "lb")})
     images = []
     for i, c in enumerate(PALETTE):
         img = np.zeros((96, 96, 3), np.uint8) + np.array(c, np.uint8)
@@ -208,11 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         clients = [client] + [Client(url, verbose=False, download_files=str(tmp)) for _ in range(a.clients - 1)]
         pid = proc.pid if proc else None
         base_rss = rss_kb(pid) if pid else 0
+        soak_failed = False
         stats = Stats()
         counter = iter(range(10 ** 9))
         count_lock = threading.Lock()
         stop_at = time.time() + (a.soak_minutes * 60 if a.soak_minutes else a.timeout)
         rss_samples: list[tuple[float, int]] = []
+        disk_samples: list[tuple[float, float, float]] = []  # (s, Gradio cache MiB, run folders MiB)
         t_start = time.time()
 
         def worker(ci: int) -> None:
@@ -228,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             while any(t.is_alive() for t in threads):
                 if pid:
                     rss_samples.append((time.time() - t_start, rss_kb(pid)))
+                    if len(rss_samples) % 12 == 1 and proc is not None:  # once a minute
+                        disk_samples.append((time.time() - t_start, dir_mib(tmp / "gradio"), dir_mib(tmp / "lb")))
                 time.sleep(5)
 
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(a.clients)]
@@ -248,7 +291,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"server RSS: start {base_rss / 1024:.0f} MiB, peak {rss_kb(pid, 'VmHWM') / 1024:.0f} MiB, "
                   f"end {rss_kb(pid) / 1024:.0f} MiB")
             if a.soak_minutes and len(rss_samples) > 4:
-                print("soak: " + soak_report(rss_samples))
+                report, growth = soak_report(rss_samples)
+                print("soak: " + report)
+                if growth is not None and growth > a.max_growth:
+                    print(f"soak: FAILED: RSS grew {growth:.2f}% over the second half (bound {a.max_growth:g}%)")
+                    soak_failed = True
+            if disk_samples:
+                print("disk (MiB) per minute, Gradio cache + run folders: " +
+                      " ".join(f"{c:.0f}+{r:.0f}" for _, c, r in disk_samples) +
+                      f"; max {max(c for _, c, _ in disk_samples):.0f} + {max(r for _, _, r in disk_samples):.0f}")
         for e in stats.errors[:5]:
             print("  error:", e)
         if a.disconnects:
@@ -259,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, (_, before, after) in enumerate(rounds):
                 print(f"  round {k + 1}: server RSS before the run {before / 1024:.0f} MiB, after {after / 1024:.0f} "
                       f"MiB ({(after - before) / max(before, 1) * 100:+.1f}%)")
-        return 0 if stats.failed == 0 and stats.crossed == 0 else 1
+        return 0 if stats.failed == 0 and stats.crossed == 0 and not soak_failed else 1
     finally:
         if proc is not None:
             proc.terminate()
