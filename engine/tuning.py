@@ -22,7 +22,7 @@ from . import losses as L
 from .model import EngineModel
 from .perceptual import feature_distance
 from .runstate import RunState, autocast_for, latent_to_ws, to_uint8
-from .types import EngineError, Frame, TuningConfig
+from .types import EngineError, Frame
 
 __all__ = ["TUNABLE_TASKS", "locality_ws", "tune", "tuned_synthesis", "weight_deltas"]
 log = logging.getLogger(__name__)
