@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .augment import diff_augment
+from .augment import POLICIES, diff_augment
 from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
 from .dataset import load_images, split_files
 from .native import load_native, save_model
@@ -294,6 +294,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export", help="also write a native model here at each snapshot (NAME.safetensors)")
     p.add_argument("--licence", default="unknown")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", nargs="*", choices=POLICIES, default=list(TrainOptions.augment),
+                   help="DiffAugment policies for D's inputs (none: no augmentation)")
     p.add_argument("--metric", nargs="*", default=[], help="sample-quality features to log against the held-out "
                    "images (mobilenet, dlib-face) every --metric-kimg; appended to OUT/metrics.jsonl")
     p.add_argument("--metric-kimg", type=float, default=20.0)
@@ -337,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(a.device)
     opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=not a.no_bf16,
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, holdout_fraction=a.holdout, seed=a.seed,
-                        channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim)
+                        channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
+                        augment=tuple(a.augment))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(out / "log.txt")
