@@ -33,6 +33,20 @@ class _Wake:
         self.busy.set()
 
 
+class _WakingList(list):
+    """The queue's `active_jobs`: freeing a worker slot (setting it to None) wakes the loops at once, before
+    `process_events` finishes its bookkeeping (iterator reset, analytics summary in a thread)."""
+
+    def __init__(self, items: list, wake: Any) -> None:
+        super().__init__(items)
+        self._wake = wake
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        if value is None:
+            self._wake()
+
+
 async def _wait(event: asyncio.Event, timeout: float) -> None:
     try:
         await asyncio.wait_for(event.wait(), timeout)
@@ -48,8 +62,8 @@ def quiet_queue(demo: gr.Blocks, *, idle_poll_s: float = IDLE_POLL_S) -> None:
     queue, or every worker busy) and `Queue.start_progress_updates` with `asyncio.sleep(0.01)`: ~1,100 event-loop
     wake-ups a second on an idle server (measured ~3.5% of a core with no client connected; py-spy puts the
     samples in queueing.py:508 and :561). Here both loops are the same as Gradio's except that where Gradio
-    sleeps they wait on an event that `push` (an event joined the queue) and the end of `process_events` (a
-    worker or a concurrency slot came free) set, with `idle_poll_s` as a fallback. An event therefore starts as
+    sleeps they wait on an event that `push` (an event joined the queue), a worker slot coming free (in
+    `process_events`' `finally`) and the end of `process_events` set, with `idle_poll_s` as a fallback. An event therefore starts as
     soon as it can, as before. Written against gradio==6.31.0 (pinned in requirements.txt).
     """
     queue = demo._queue  # noqa: SLF001 - the object whose loops we replace
@@ -123,6 +137,13 @@ def quiet_queue(demo: gr.Blocks, *, idle_poll_s: float = IDLE_POLL_S) -> None:
                     queue.send_message(event, event.progress)
             await asyncio.sleep(queue.progress_update_sleep_when_free)
 
+    start = queue.start
+
+    def start_and_watch_slots() -> None:
+        start()  # creates active_jobs and schedules the loops below
+        queue.active_jobs = _WakingList(queue.active_jobs, lambda: waker().set())
+
+    queue.start = start_and_watch_slots
     queue.push = push_and_wake
     queue.process_events = process_and_wake
     queue.start_processing = start_processing
