@@ -39,8 +39,9 @@ HELP = {
                 "pixels under your strokes have your colours. Only the drawn pixels count.",
     "inpaint": "Upload a photo (or click an example), paint over the region to fill in, press Run. The painted "
                "region is invented by the model, the rest is matched to your photo.",
-    "reconstruct": "Upload a photo: the model searches for its closest picture. For faces, tick *Align face* "
-                   "first — the model only knows faces framed like its training photos.",
+    "reconstruct": "Upload a photo: the model searches for its closest picture. Face models align the face first "
+                   "(they only know faces framed like their training photos); *Align face first* forces it on "
+                   "other models. Other models see the square you choose under *The square the model sees*.",
     "colorize": "Upload a black-and-white (or colour) photo: only its brightness is matched; the colours come "
                 "from the model.",
     "deblur": "Upload a blurred photo: the model searches for a sharp picture whose blurred version matches it. "
