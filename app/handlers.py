@@ -1041,7 +1041,8 @@ class Handlers:
             if any(session.tune_steps.values()):
                 notices.append("Interpolation morphs with the shared, untuned generator: pivotal tuning only "
                                "applies to the single-image tabs.")
-            photos = {name: self._fit(self._photo(image, notices, what=f"image {name}"), m.resolution, notices)
+            photos = {name: self._framed(self._photo(image, notices, what=f"image {name}"), m, notices,
+                                         (None, None, None)).target()  # faces aligned on face models
                       for name, image, entry in sides if entry is None}
         except Exception as exc:
             raise _as_user_error(exc, "interpolation") from None
