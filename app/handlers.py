@@ -468,12 +468,6 @@ class Handlers:
         return frame_photo(rgb, m.resolution, align=align, crop=crop_box(rgb.shape[:2], *crop), notices=notices,
                            warn=warn, painted=painted)
 
-    def _fit(self, rgb: np.ndarray, res: int, notices: list[str]) -> np.ndarray:
-        square, note = fit_to_square(rgb, res)
-        if not note.startswith("already"):
-            notices.append(f"Input {note}.")
-        return square
-
     @staticmethod
     def _layers(editor: dict) -> list[Any]:
         return [layer for layer in (editor.get("layers") or []) if layer is not None]
