@@ -94,3 +94,12 @@ def test_evaluate_takes_a_perceptual_network_and_an_inpaint_task(tmp_path, monke
     sheet = cv2.imread(str(tmp_path / "rep" / "inpaint.png"))
     assert sheet.shape == (64, 96, 3)  # rows of (masked input | result | original), 32 px each
     assert (sheet[8:20, 8:20] == 128).all()  # the hole is shown grey in the input column
+
+
+def test_deblur_defaults_to_mobilenet_and_the_app_shows_it():
+    from app.handlers import control_defaults
+    from engine.tasks import default_config
+    assert default_config("deblur").perceptual == "mobilenet"
+    assert default_config("inpaint").perceptual == "discriminator"
+    assert control_defaults("deblur").perceptual_net == "mobilenet"
+    assert control_defaults("reconstruct").perceptual_net == "discriminator"
