@@ -5,23 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
-import models
 from engine.cli import main
 from engine.photo import luma
-from tests.tiny import make_tiny_model
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    m = make_tiny_model(resolution=32)
-    models.save_model(d / "tiny32", m.config, m.G, m.D)
-    return d
 
 
 @pytest.fixture
-def env(models_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("LATENTBRUSH_MODELS", str(models_dir))
+def env(tiny_models_dir, tmp_path):
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     photo = cv2.resize(small, (140, 90), interpolation=cv2.INTER_CUBIC)  # BGR on disk, smooth
