@@ -71,7 +71,8 @@ class TuningConfig:
     """Pivotal tuning (PTI, Roich et al.), the optional second stage after the latent search.
 
     steps: tuning steps on a per-run copy of the synthesis weights (0 = off). lr: Adam learning rate of those
-    weights (PTI: 3e-4). locality: weight of PTI's locality regulariser (drift of the tuned generator's output
+    weights (PTI uses 3e-4; our 64 px models gain more at 1e-3: held-out, 12 images, 300 + 300 steps, cat64 +2.5 dB at
+    3e-4 (4 images) vs +3.15 dB at 1e-3, face64 +4.76 dB at 1e-3). locality: weight of PTI's locality regulariser (drift of the tuned generator's output
     from the frozen one, L2 + perceptual, at random w's moved `alpha` towards the pivot); alpha is a distance in
     W in units of the model's `w_std`; locality_samples: random w's per step. hole: weight of an L2 term that
     keeps the unknown pixels of a masked task (the inpainting hole) at the frozen generator's G(pivot), so the
@@ -79,7 +80,7 @@ class TuningConfig:
     """
 
     steps: int = 0
-    lr: float = 3e-4
+    lr: float = 1e-3
     locality: float = 0.1
     alpha: float = 0.5
     locality_samples: int = 1
