@@ -53,14 +53,15 @@ def load_real(folder: str | Path, resolution: int, *, names: Sequence[str] | Non
     return np.stack([load_square(p, resolution) for p in files])
 
 
+def scores(fr: np.ndarray, ff: np.ndarray) -> dict[str, float]:
+    """{fid, kid, kid_std} for real and fake feature sets (KID subsets of at most 100)."""
+    kid, kid_std = kernel_inception_distance(fr, ff, subset_size=min(100, len(fr), len(ff)))
+    return {"fid": frechet_distance(fr, ff), "kid": kid, "kid_std": kid_std}
+
+
 def compare(real: np.ndarray, fake: np.ndarray, extractors: dict[str, FeatureFn]) -> dict[str, dict[str, float]]:
     """{extractor: {fid, kid, kid_std}} for two uint8 image sets."""
-    out = {}
-    for name, fn in extractors.items():
-        fr, ff = fn(real), fn(fake)
-        kid, kid_std = kernel_inception_distance(fr, ff, subset_size=min(100, len(fr), len(ff)))
-        out[name] = {"fid": frechet_distance(fr, ff), "kid": kid, "kid_std": kid_std}
-    return out
+    return {name: scores(fn(real), fn(fake)) for name, fn in extractors.items()}
 
 
 def default_real(config_name: str, domain: str) -> tuple[Path, list[str] | None]:

@@ -315,14 +315,12 @@ class SampleQualityLog:
         self.fake, self.path = fake, path
 
     def __call__(self, trainer: "Trainer") -> dict:
-        from .evaluate_samples import generate_uint8  # noqa: PLC0415
-        from .sample_quality import frechet_distance, kernel_inception_distance  # noqa: PLC0415
+        from .evaluate_samples import generate_uint8, scores  # noqa: PLC0415
         imgs = generate_uint8(trainer.G_ema, self.fake, seed=123)
         row: dict = {"images_seen": trainer.nimg, "time": time.time()}
         for n, fn in self.fns.items():
-            f = fn(imgs)
-            kid, _ = kernel_inception_distance(self.real[n], f, subset_size=min(100, len(f), len(self.real[n])))
-            row[n] = {"fid": frechet_distance(self.real[n], f), "kid": kid}
+            sc = scores(self.real[n], fn(imgs))
+            row[n] = {"fid": sc["fid"], "kid": sc["kid"]}
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         log.info("sample quality at %d images: %s", trainer.nimg,
