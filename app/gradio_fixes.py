@@ -76,19 +76,16 @@ def quiet_queue(demo: gr.Blocks, *, idle_poll_s: float = IDLE_POLL_S) -> None:
 
     push, process_events = queue.push, queue.process_events
 
-    @functools.wraps(push)
-    async def push_and_wake(*args: Any, **kwargs: Any):
-        try:
-            return await push(*args, **kwargs)
-        finally:
-            waker().set()
+    def then_wake(fn: Any) -> Any:
+        @functools.wraps(fn)
+        async def wrapped(*args: Any, **kwargs: Any):
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                waker().set()
+        return wrapped
 
-    @functools.wraps(process_events)
-    async def process_and_wake(*args: Any, **kwargs: Any):
-        try:
-            return await process_events(*args, **kwargs)
-        finally:
-            waker().set()
+    push_and_wake, process_and_wake = then_wake(push), then_wake(process_events)
 
     async def start_processing() -> None:
         # gradio/queueing.py Queue.start_processing, with the sleeps replaced by waits for a wake-up.
