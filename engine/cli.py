@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--perceptual", type=float, help="perceptual loss weight")
     p.add_argument("--perceptual-net", choices=("discriminator", "mobilenet", "vgg16", "vgg16-random", "none"))
     p.add_argument("--latent-dist", type=float, help="latent-distance regulariser weight")
+    p.add_argument("--layer-spread", type=float, help="w+ only: weight keeping the per-layer latents together")
     p.add_argument("--realism", type=float)
     p.add_argument("--optimize-noise", action="store_true")
     p.add_argument("--init", choices=("mean", "best-of-k"))
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(a: argparse.Namespace, task: str, arch: str):
     cfg = default_config(task, arch=arch)
     w = cfg.weights
-    wchanges = {k: getattr(a, k) for k in ("l1", "l2", "perceptual", "latent_dist", "realism")
+    wchanges = {k: getattr(a, k) for k in ("l1", "l2", "perceptual", "latent_dist", "layer_spread", "realism")
                 if getattr(a, k) is not None}
     for k, v in wchanges.items():
         if not math.isfinite(v) or v < 0:

@@ -221,7 +221,7 @@ def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict])
         c = configs[m["task"]]
         w = c.weights
         setting = (f"{c.latent_space}, {c.steps} steps, lr {c.lr:g}, perceptual {w.perceptual:g}, "
-                   f"latent-dist {w.latent_dist:g}, realism {w.realism:g}")
+                   f"latent-dist {w.latent_dist:g}, layer-spread {w.layer_spread:g}, realism {w.realism:g}")
         lines.append(f"| {m['task']} | {m['photos']} | {setting} | {_fmt(m['psnr_known'])} | "
                      f"{_fmt(m['ssim_known'], 3)} | {_fmt(m['psnr_hole'])} | {_fmt(m['ssim_hole'], 3)} | "
                      f"{_fmt(m['chroma_rms'])} | {_fmt(m['y_psnr'], 1)} | {_fmt(m['seconds'], 1)} |")
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-space", choices=("z", "w", "w+"))
     p.add_argument("--perceptual", type=float)
     p.add_argument("--latent-dist", type=float)
+    p.add_argument("--layer-spread", type=float, help="w+ only: weight keeping the per-layer latents together")
     p.add_argument("--realism", type=float)
     p.add_argument("--init", choices=("mean", "best-of-k"))
     p.add_argument("--tag", default="", help="suffix of the output file names (comparing settings)")
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_for(task: str, arch: str, a: argparse.Namespace) -> InversionConfig:
     cfg = default_config(task, arch=arch)
-    w = {k: getattr(a, k) for k in ("perceptual", "latent_dist", "realism") if getattr(a, k) is not None}
+    w = {k: getattr(a, k) for k in ("perceptual", "latent_dist", "layer_spread", "realism") if getattr(a, k) is not None}
     changes = {k: getattr(a, k) for k in ("steps", "lr", "latent_space", "init") if getattr(a, k) is not None}
     cfg = cfg.replace(weights=dataclasses.replace(cfg.weights, **w), **changes)
     cfg = cfg.replace(preview_every=cfg.steps)
@@ -296,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s %s: known %.2f dB, hole %s dB, chroma %s, Y %.1f dB, %.1f s", task, pname, row.psnr_known,
                      _fmt(row.psnr_hole), _fmt(row.chroma_rms), row.y_psnr, row.seconds)
         title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
-                 f"perc {cfg.weights.perceptual:g}, dist {cfg.weights.latent_dist:g}, real {cfg.weights.realism:g}")
+                 f"perc {cfg.weights.perceptual:g}, dist {cfg.weights.latent_dist:g}, spread {cfg.weights.layer_spread:g}, "
+                 f"real {cfg.weights.realism:g}")
         save_sheet(a.out / f"{name}_{task}.png", contact_sheet(title, cells, captions))
     means = summary(rows)
     (a.out / f"{name}.md").write_text(markdown(model.config.name, configs, means), encoding="utf-8")

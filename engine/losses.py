@@ -24,6 +24,14 @@ def latent_distance(latent: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
     return d.reshape(d.shape[0], -1).mean(dim=1)
 
 
+def layer_spread(latent: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of each w+ row from the mean of the run's rows, `[N, L, D]` -> `[N]` (e4e's delta
+    regulariser in spirit): w+ may still differ per layer, but rows that wander apart from each other leave the
+    mapping network's range and the synthesis answers with a checkerboard."""
+    d = (latent - latent.mean(dim=1, keepdim=True)).square()
+    return d.reshape(d.shape[0], -1).mean(dim=1)
+
+
 def realism(logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating 'looks real to D' term: softplus(-D(x)) per run."""
     return F.softplus(-logits.float()).reshape(logits.shape[0], -1).mean(dim=1)

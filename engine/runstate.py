@@ -22,7 +22,7 @@ from .perceptual import feature_distance
 from .schedule import latent_noise_scale, learning_rate
 from .types import EngineError, InversionConfig, InversionRequest, LossWeights
 
-TERMS = ("l1", "l2", "perceptual", "latent_dist", "realism", "noise_reg")
+TERMS = ("l1", "l2", "perceptual", "latent_dist", "layer_spread", "realism", "noise_reg")
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
@@ -204,6 +204,8 @@ def objective(model: EngineModel, runs: list[RunState], P: torch.Tensor, noises:
     if "latent_dist" in active:
         centers = torch.cat([r.center for r in runs]) if B > 1 else runs[0].center
         terms["latent_dist"] = L.latent_distance(P, centers)
+    if "layer_spread" in active and space == "w+":
+        terms["layer_spread"] = L.layer_spread(P)
     if "realism" in active and model.D is not None:
         with autocast_for(cfg0, dev):
             # One D call per run: minibatch-stddev would otherwise mix statistics across users' runs.

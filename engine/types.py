@@ -54,6 +54,7 @@ class LossWeights:
     l2: float = 1.0
     perceptual: float = 0.5
     latent_dist: float = 0.0
+    layer_spread: float = 0.0  # w+ only: keeps the per-layer rows near their own mean (see losses.layer_spread)
     realism: float = 0.0
     noise_reg: float = 1e5
 
