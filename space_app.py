@@ -32,8 +32,9 @@ import torch  # noqa: E402
 
 from app.__main__ import _preload, build_parser, env_args, settings_from_args  # noqa: E402
 from app.direct import device_models, run_frames  # noqa: E402
-from app.handlers import Handlers, cleanup_stale_runs  # noqa: E402
+from app.handlers import Handlers  # noqa: E402
 from app.model_cache import ModelCache  # noqa: E402
+from app.session import cleanup_stale_runs  # noqa: E402
 from app.disk import Sweeper  # noqa: E402
 from app.ui import build_demo, launch_kwargs, start_queue  # noqa: E402
 

@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: PLC0415 - keep `--help` fast
 
-    from .handlers import Handlers, cleanup_stale_runs
+    from .handlers import Handlers
+    from .session import cleanup_stale_runs
     from .disk import Sweeper
     from .ui import build_demo, launch_kwargs, start_queue
 

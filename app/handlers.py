@@ -22,12 +22,10 @@ import itertools
 import logging
 import math
 import os
-import shutil
 import threading
 import time
 import uuid
-import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,65 +47,21 @@ from models import CheckpointError
 from . import render
 from .direct import FrameSource, RunFrames
 from .memory import release_free_memory
-from .messages import for_user
-from .packed import PackedImage
 from .model_cache import ModelCache, describe, resolve
 from .photo_inputs import FramedPhoto, crop_box, frame_photo, outline, wants_alignment
+from .session import THUMB, RunRecord, SavedFrame, Session, SessionRegistry, new_run_folder
 from .settings import Settings
+from .tabs import PERCEPTUAL_NETS, TABS, as_user_error, is_tick, tick, user_error, warn
 from .uploads import UploadError, check_mask_coverage, fit_to_square, load_image, load_mask
 
 log = logging.getLogger(__name__)
 
-TASKS = ("scribble", "inpaint", "reconstruct", "colorize", "deblur", "superres")
-TABS = TASKS + ("interpolate",)
-PERCEPTUAL_NETS = ("discriminator", "mobilenet", "vgg16", "none")
 CONTROL_FIELDS = ("latent_space", "steps", "lr", "l1", "l2", "perceptual", "perceptual_net", "latent_dist",
                   "optimize_noise", "optimizer", "seed", "preview_every")
 INPAINT_BRUSH = (255, 0, 140)
 INPAINT_BRUSH_OPACITY = 0.6
 CANVAS = 512
-LIBRARY_SIZE = 12
-THUMB = 256
-NOISE_BUDGET = 64 * 2 ** 20  # bytes of noise maps one run keeps across its rewindable frames
 MAX_FRAMES_INTERP = 120
-
-
-def tick(session: "Session") -> tuple:
-    """A task tab's output that changes nothing (yielded while waiting for the engine's next frame)."""
-    return (gr.skip(),) * 7 + (session,)
-
-
-def is_tick(out: tuple) -> bool:
-    skip = gr.skip()
-    return len(out) >= 8 and all(isinstance(o, dict) and o == skip for o in out[:7])
-
-
-# ------------------------------------------------------------------------------------ errors & notices
-
-def user_error(message: str) -> gr.Error:
-    """A gr.Error for the user: plain text that is safe as HTML (Gradio renders it as HTML in the browser but
-    gives API clients the string as it is; file names come from users), server folders named by role."""
-    return gr.Error(for_user(message), print_exception=False)
-
-
-def _as_user_error(exc: BaseException, what: str) -> gr.Error:
-    if isinstance(exc, gr.Error):
-        return exc
-    if isinstance(exc, UploadError):
-        return user_error(str(exc))
-    if isinstance(exc, CheckpointError):
-        return user_error(f"This model cannot be used: {exc}")
-    if isinstance(exc, engine.EngineError):
-        return user_error(f"The {what} cannot run: {exc}.")
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return user_error("Out of memory. Try a smaller model, fewer steps or a smaller image.")
-    log.error("unexpected error during %s", what, exc_info=exc)
-    return user_error(f"Something went wrong during the {what} ({type(exc).__name__}). The details are in the "
-                      "server log; please try again or change the settings.")
-
-
-def warn(message: str) -> None:
-    gr.Warning(for_user(message))
 
 
 # --------------------------------------------------------------------------------------------- controls
@@ -188,143 +142,6 @@ def parse_controls(values: tuple) -> Controls:
     return c
 
 
-# --------------------------------------------------------------------------------------- session state
-
-@dataclass(eq=False)
-class SavedFrame:
-    """One streamed frame kept for rewinding: absolute step, latent (CPU), noises, image (<= 256 px)."""
-
-    step: int
-    latent: torch.Tensor
-    space: str
-    noises: tuple[torch.Tensor, ...] | None
-    image: np.ndarray
-    degraded: np.ndarray
-    losses: dict[str, float]
-    stage: str = "latent"  # 'tuning': made by this run's tuned generator copy (the latent is its pivot)
-    weight_deltas: dict[str, torch.Tensor] | None = None  # the final frame of a tuned run (engine Frame)
-    psnr: float = math.nan  # of what the loss compares (engine Frame.psnr / .ssim)
-    ssim: float = math.nan
-
-
-# Kept frames live as long as the session: their (<= THUMB px) images are held PNG-encoded, decoded on read.
-SavedFrame.image = PackedImage("image")
-SavedFrame.degraded = PackedImage("degraded")
-
-
-@dataclass(eq=False)
-class RunRecord:
-    """The latest run of one tab: what was asked, every streamed frame, where its files are."""
-
-    run_id: str
-    task: str
-    model_key: str
-    model_name: str
-    request: engine.InversionRequest
-    input_view: np.ndarray
-    folder: Path
-    frames: list[SavedFrame] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    finished: bool = False
-    files: list[str] = field(default_factory=list)
-    final: SavedFrame | None = None
-    stride: int = 0  # step spacing of the kept frames once thinned (0: every streamed frame is kept)
-    photo: FramedPhoto | None = None  # the visitor's photo and where the model's frame sits in it
-
-    def keep(self, frame: SavedFrame, *, limit: int) -> None:
-        """Save a streamed frame, holding at most `limit`: beyond that only steps that are multiples of a
-        doubling stride stay (plus the first and the latest), so the kept frames remain evenly spaced."""
-        if self.stride and len(self.frames) > 1 and self.frames[-1].step % self.stride:
-            self.frames.pop()  # kept only as "the latest"; the new frame replaces it
-        self.frames.append(frame)
-        while len(self.frames) > limit:
-            if not self.stride:
-                self.stride = max(1, min(b.step - a.step for a, b in zip(self.frames, self.frames[1:])))
-            self.stride *= 2
-            first, *middle, last = self.frames
-            self.frames[:] = [first] + [f for f in middle if f.step % self.stride == 0] + [last]
-        self._trim_noises()
-
-    def _trim_noises(self) -> None:
-        """Keep noise maps (optimised noise) on the newest frames only, within NOISE_BUDGET bytes per run: at
-        1024 px one frame's maps are ~11 MB. The latest frame always keeps its own; continuing from a frame
-        without them starts from fresh noise."""
-        total = 0
-        for f in reversed(self.frames):
-            if f.noises:
-                size = sum(n.numel() * n.element_size() for n in f.noises)
-                if total + size > NOISE_BUDGET and f is not self.frames[-1]:
-                    f.noises = None
-                else:
-                    total += size
-
-    def frame_at(self, step: int) -> SavedFrame:
-        """The last saved frame at or before `step` (the first frame if none)."""
-        best = self.frames[0]
-        for f in self.frames:
-            if f.step <= step:
-                best = f
-        return best
-
-
-@dataclass(eq=False)
-class LatentEntry:
-    """A finished run's latent, offered for interpolation."""
-
-    key: str
-    label: str
-    model_key: str
-    latent: torch.Tensor
-    space: str
-    image: np.ndarray
-
-
-@dataclass(eq=False)
-class Session:
-    """Everything about one visitor (kept in a gr.State; deleted with the browser session)."""
-
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    runs: dict[str, RunRecord] = field(default_factory=dict)
-    library: list[LatentEntry] = field(default_factory=list)
-    folders: list[Path] = field(default_factory=list)
-    counter: int = 0
-    tune_steps: dict[str, int] = field(default_factory=dict)  # pivotal tuning steps per tab (the Settings slider)
-
-
-def release_session(session: Session) -> int:
-    """Forget a session's runs, frames and latents and delete its run folders; returns how many runs it had.
-
-    The emptied Session stays usable (a visitor who somehow comes back starts afresh)."""
-    n = len(session.runs)
-    for folder in session.folders:
-        shutil.rmtree(folder, ignore_errors=True)
-    session.folders.clear()
-    session.runs.clear()
-    session.library.clear()
-    return n
-
-
-def delete_session(session: Session | None) -> None:
-    """gr.State delete callback (Gradio's own expiry of a session's state)."""
-    if isinstance(session, Session):
-        release_session(session)
-
-
-def cleanup_stale_runs(settings: Settings, *, max_age_s: float = 24 * 3600) -> int:
-    """Remove run folders older than `max_age_s` (left over from earlier server processes)."""
-    removed = 0
-    if settings.runs_dir.is_dir():
-        now = time.time()
-        for d in settings.runs_dir.iterdir():
-            try:
-                if d.is_dir() and now - d.stat().st_mtime > max_age_s:
-                    shutil.rmtree(d, ignore_errors=True)
-                    removed += 1
-            except OSError:
-                pass
-    return removed
-
-
 # ------------------------------------------------------------------------------------------- handlers
 
 @dataclass
@@ -351,8 +168,7 @@ class Handlers:
         self._active = 0
         self.runs_started = 0
         self.runs_closed = 0
-        # Gradio session hash -> that visitor's Session; weak, so Gradio's own expiry still frees it.
-        self._sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        self.sessions = SessionRegistry()
 
     # ----------------------------------------------------------------------------- bookkeeping
 
@@ -382,20 +198,12 @@ class Handlers:
             self.runs_closed += 1
 
     def _session(self, session: Session | None, request: gr.Request | None = None) -> Session:
-        """The visitor's Session (a new one on their first run), registered under Gradio's session hash so
-        that `on_unload` can release it the moment the browser tab or API client goes away."""
-        session = session if isinstance(session, Session) else Session()
-        key = getattr(request, "session_hash", None)
-        if key:
-            with self._lock:
-                self._sessions[key] = session
-        return session
+        return self.sessions.adopt(session, request)
 
     @property
     def open_sessions(self) -> frozenset[str]:
         """Session hashes of the visitors whose runs are held (released on disconnect)."""
-        with self._lock:
-            return frozenset(self._sessions.keys())
+        return self.sessions.open
 
     def on_unload(self, request: gr.Request) -> None:
         """The visitor disconnected (tab closed, page reloaded, API client gone): free their runs now.
@@ -403,21 +211,10 @@ class Handlers:
         Gradio keeps a closed session's gr.State for an hour in case the same session reconnects, which a
         reloaded page never does; without this, every finished visitor would hold frames and files that long.
         """
-        with self._lock:
-            session = self._sessions.pop(getattr(request, "session_hash", None) or "", None)
-        if session is not None:
-            n = release_session(session)
-            log.info("session closed: released %d run(s)", n)
+        self.sessions.release(request)
 
     def _new_folder(self, session: Session, task: str) -> tuple[str, Path]:
-        session.counter += 1
-        run_id = f"{session.counter:03d}-{task}-{uuid.uuid4().hex[:6]}"
-        folder = self.settings.runs_dir / f"{session.id}-{run_id}"
-        folder.mkdir(parents=True, exist_ok=True)
-        session.folders.append(folder)
-        while len(session.folders) > self.settings.runs_kept_per_session:
-            shutil.rmtree(session.folders.pop(0), ignore_errors=True)
-        return run_id, folder
+        return new_run_folder(session, task, settings=self.settings)
 
     def _model(self, choice: str | None) -> tuple[str, engine.EngineModel]:
         key = resolve(choice, self.settings)
@@ -701,7 +498,7 @@ class Handlers:
                 first_frame_s: float | None, total: int, headline: str, steps_per_s: float = 0.0) -> tuple:
         record.finished, record.final = True, final
         record.files = self._write_files(record, final)
-        self._remember(session, record, final)
+        session.remember(record, final)
         elapsed = time.perf_counter() - started
         live = _Live(final, total, started, first_frame_s, steps_per_s)
         result, second = self._shown(record, final.image, final.degraded)
@@ -737,14 +534,6 @@ class Handlers:
         files.append(write_png(d / "loss.png", self._loss_plot(record)))
         return [str(p) for p in files]
 
-    def _remember(self, session: Session, record: RunRecord, final: SavedFrame) -> None:
-        key = f"{record.run_id}@{final.step}"
-        session.library = [e for e in session.library if e.key != key]
-        label = f"#{record.run_id.split('-')[0].lstrip('0') or '0'} {record.task} · {record.model_name} · " \
-                f"{final.space} · step {final.step}"
-        session.library.append(LatentEntry(key, label, record.model_key, final.latent, final.space, final.image))
-        del session.library[:-LIBRARY_SIZE]
-
     # ------------------------------------------------------------------------------ task runner
 
     def _run_task(self, task: str, model_choice: str | None, controls: tuple, session: Session | None,
@@ -766,7 +555,7 @@ class Handlers:
             target, painted, extra, *framed = prepare_inputs(model, notices)
             request = engine.request_for_task(task, target, painted=painted, config=cfg, **extra)
         except Exception as exc:
-            raise _as_user_error(exc, task) from None
+            raise as_user_error(exc, task) from None
         run_id, folder = self._new_folder(session, task)
         record = RunRecord(run_id=run_id, task=task, model_key=key, model_name=model.config.name,
                            request=request, input_view=np.zeros((1, 1, 3), np.uint8), folder=folder,
@@ -774,7 +563,7 @@ class Handlers:
         try:
             record.input_view = self._input_view(task, request)
         except Exception as exc:
-            raise _as_user_error(exc, task) from None
+            raise as_user_error(exc, task) from None
         session.runs[task] = record
         try:
             yield from self._stream(record, model, request, session, started=started,
@@ -782,7 +571,7 @@ class Handlers:
         except gr.Error:
             raise
         except Exception as exc:
-            raise _as_user_error(exc, task) from None
+            raise as_user_error(exc, task) from None
 
     # ---------------------------------------------------------------------------- public: tasks
 
@@ -932,7 +721,7 @@ class Handlers:
                 notices.append(f"The noise maps of step {start.step} were not kept (memory): the noise starts afresh.")
             request = dataclasses.replace(record.request, config=cfg, init_latent=latent, init_noises=noises)
         except Exception as exc:
-            raise _as_user_error(exc, f"{task} continuation") from None
+            raise as_user_error(exc, f"{task} continuation") from None
         run_id, folder = self._new_folder(session, task)
         kept = [f for f in record.frames if f.step <= start.step]
         new = RunRecord(run_id=run_id, task=task, model_key=key, model_name=record.model_name, request=request,
@@ -945,7 +734,7 @@ class Handlers:
         except gr.Error:
             raise
         except Exception as exc:
-            raise _as_user_error(exc, f"{task} continuation") from None
+            raise as_user_error(exc, f"{task} continuation") from None
 
     def set_tuning(self, tab, steps, session=None):
         """The Settings slider 'Pivotal tuning steps' of a tab (0 = off) -> the session."""
@@ -988,7 +777,7 @@ class Handlers:
         record.notices.append(f"Stopped by you at step {final.step}; the downloads hold that step's result.")
         record.finished, record.final = True, final
         record.files = self._write_files(record, final)
-        self._remember(session, record, final)
+        session.remember(record, final)
         steps = [f.step for f in record.frames]
         slider = gr.update(minimum=min(steps), maximum=max(max(steps), min(steps) + 1), value=final.step,
                            step=1, interactive=True)
@@ -1039,7 +828,7 @@ class Handlers:
                                          (None, None, None)).target()  # faces aligned on face models
                       for name, image, entry in sides if entry is None}
         except Exception as exc:
-            raise _as_user_error(exc, "interpolation") from None
+            raise as_user_error(exc, "interpolation") from None
 
         run_id, folder = self._new_folder(session, "interpolate")
         latents = []
@@ -1053,7 +842,7 @@ class Handlers:
             try:
                 request = engine.request_for_task("reconstruct", photos[name], config=cfg)
             except Exception as exc:
-                raise _as_user_error(exc, "interpolation") from None
+                raise as_user_error(exc, "interpolation") from None
             sub = folder / f"reconstruct_{name.lower()}"
             sub.mkdir(parents=True, exist_ok=True)
             rec = RunRecord(run_id=f"{run_id}{name}", task="reconstruct", model_key=key, model_name=m.config.name,
@@ -1073,7 +862,7 @@ class Handlers:
             except gr.Error:
                 raise
             except Exception as exc:
-                raise _as_user_error(exc, "interpolation") from None
+                raise as_user_error(exc, "interpolation") from None
             latents.append((rec.final.latent, rec.final.space, rec.final.image))
         try:
             (la, sa, _), (lb, sb, _) = latents
@@ -1103,7 +892,7 @@ class Handlers:
         except gr.Error:
             raise
         except Exception as exc:
-            raise _as_user_error(exc, "interpolation") from None
+            raise as_user_error(exc, "interpolation") from None
         status = f"**Done** — {n} frames in {space} in {time.perf_counter() - started:.1f} s"
         if notices:
             status += "\n\n" + "\n".join(f"- {html.escape(x, quote=False)}" for x in dict.fromkeys(notices))
@@ -1172,7 +961,7 @@ class Handlers:
             _, m = self._model(model_choice)
             mean = render_latent(m, m.w_avg.detach().cpu().reshape(1, -1), "w")
         except Exception as exc:
-            raise _as_user_error(exc, "guide") from None
+            raise as_user_error(exc, "guide") from None
         faint = render.faint(fit_to_square(mean, CANVAS)[0] if mean.shape[0] > CANVAS else
                              render.enlarge(mean, CANVAS))
         return {"background": faint, "layers": [blank_layer], "composite": faint}

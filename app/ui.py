@@ -17,11 +17,12 @@ import gradio as gr
 from engine.tuning import TUNABLE_TASKS
 
 from .gradio_fixes import forget_session, quiet_queue
-from .handlers import (CANVAS, CONTROL_FIELDS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, PERCEPTUAL_NETS, TABS,
-                       Handlers, control_defaults, delete_session, user_error)
+from .handlers import CANVAS, CONTROL_FIELDS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, Handlers, control_defaults
 from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
 from .model_cache import describe, model_choices
+from .session import delete_session
 from .settings import Settings
+from .tabs import PERCEPTUAL_NETS, TABS, user_error
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from app.handlers import RunRecord, SavedFrame  # noqa: E402
+from app.session import RunRecord, SavedFrame  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from engine.runstate import RunState  # noqa: E402
 from tests.app_server import (TINY, box_mask, env, free_port, layer_with, one_torch_thread, running_app,  # noqa: E402

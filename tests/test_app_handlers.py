@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 
 from app import render
-from app.handlers import (CONTROL_FIELDS, TABS, TASKS, Controls, Handlers, Session, control_defaults, is_tick,
-                          parse_controls)
+from app.handlers import CONTROL_FIELDS, Controls, Handlers, control_defaults, parse_controls
 from app.model_cache import ModelCache, describe, model_choices, resolve
+from app.session import Session
 from app.settings import Settings
+from app.tabs import TABS, TASKS, is_tick
 from tests.app_server import TINY, box_mask, env, layer_with, one_torch_thread, save_png, two_tone, \
     write_tiny_models
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from app.handlers import Handlers, user_error
+from app.handlers import Handlers
 from app.messages import for_user, name_folders, plain
 from app.settings import Settings
+from app.tabs import user_error
 from models.catalogue import cache_dir
 from models.loader import models_dir
 from tests.app_server import save_png, two_tone

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.handlers import SavedFrame
+from app.session import SavedFrame
 from app.packed import PackedImage, decode_png
 
 
@@ -39,10 +39,10 @@ def test_decode_keeps_channels():
 def test_noise_maps_kept_within_a_budget_newest_first(monkeypatch):
     from pathlib import Path
 
-    from app import handlers
-    monkeypatch.setattr(handlers, "NOISE_BUDGET", 3 * 4096 * 4)  # room for 3 frames' maps
-    record = handlers.RunRecord(run_id="r", task="inpaint", model_key="m", model_name="m", request=None,
-                                input_view=np.zeros((4, 4, 3), np.uint8), folder=Path("."))
+    from app import session
+    monkeypatch.setattr(session, "NOISE_BUDGET", 3 * 4096 * 4)  # room for 3 frames' maps
+    record = session.RunRecord(run_id="r", task="inpaint", model_key="m", model_name="m", request=None,
+                               input_view=np.zeros((4, 4, 3), np.uint8), folder=Path("."))
     for step in range(1, 11):
         noises = (torch.full((64, 64), float(step)),)  # 16 KiB per frame
         record.keep(SavedFrame(step=step, latent=torch.zeros(4), space="w", noises=noises, image=_smooth(8),
@@ -50,7 +50,7 @@ def test_noise_maps_kept_within_a_budget_newest_first(monkeypatch):
     with_noise = [f.step for f in record.frames if f.noises is not None]
     assert with_noise == [8, 9, 10] and len(record.frames) == 10
     assert float(record.frames[-1].noises[0][0, 0]) == 10.0
-    monkeypatch.setattr(handlers, "NOISE_BUDGET", 1)  # smaller than one frame: the latest still keeps its own
+    monkeypatch.setattr(session, "NOISE_BUDGET", 1)  # smaller than one frame: the latest still keeps its own
     record.keep(SavedFrame(step=11, latent=torch.zeros(4), space="w", noises=(torch.ones(64, 64),),
                            image=_smooth(8), degraded=_smooth(8), losses={}), limit=100)
     assert [f.step for f in record.frames if f.noises is not None] == [11]

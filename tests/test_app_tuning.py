@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.handlers import Handlers, Session
+from app.handlers import Handlers
+from app.session import Session
 from app.settings import Settings
 from engine.state import load_state
 from tests.app_server import TINY, env, one_torch_thread, save_png, two_tone, write_tiny_models
