@@ -39,7 +39,7 @@ from .metrics import psnr, ssim
 from .model import EngineModel, prepare
 from .photo import Placement, chroma, footprint, from_frame, luma, photo_composite, to_frame
 from .tasks import default_config, project_target, request_for_task
-from .types import InversionConfig
+from .types import PERCEPTUALS, InversionConfig
 
 log = logging.getLogger("engine.gallery")
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,8 +220,9 @@ def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict])
     for m in means:
         c = configs[m["task"]]
         w = c.weights
-        setting = (f"{c.latent_space}, {c.steps} steps, lr {c.lr:g}, perceptual {w.perceptual:g}, "
-                   f"latent-dist {w.latent_dist:g}, layer-spread {w.layer_spread:g}, realism {w.realism:g}")
+        setting = (f"{c.latent_space}, {c.steps} steps, lr {c.lr:g}, perceptual {w.perceptual:g} ({c.perceptual}), "
+                   f"latent-dist {w.latent_dist:g}, layer-spread {w.layer_spread:g}, realism {w.realism:g}"
+                   + (f", tuning {c.tuning.steps} steps lr {c.tuning.lr:g}" if c.tuning.steps else ""))
         lines.append(f"| {m['task']} | {m['photos']} | {setting} | {_fmt(m['psnr_known'])} | "
                      f"{_fmt(m['ssim_known'], 3)} | {_fmt(m['psnr_hole'])} | {_fmt(m['ssim_hole'], 3)} | "
                      f"{_fmt(m['chroma_rms'])} | {_fmt(m['y_psnr'], 1)} | {_fmt(m['seconds'], 1)} |")
@@ -243,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-spread", type=float, help="w+ only: weight keeping the per-layer latents together")
     p.add_argument("--realism", type=float)
     p.add_argument("--init", choices=("mean", "best-of-k"))
+    p.add_argument("--perceptual-net", choices=PERCEPTUALS)
+    p.add_argument("--tune-steps", type=int, help="pivotal tuning steps after the latent search (0 = off)")
+    p.add_argument("--tune-lr", type=float)
     p.add_argument("--tag", default="", help="suffix of the output file names (comparing settings)")
     p.add_argument("--no-align", action="store_true", help="face models: centre crop instead of aligning")
     p.add_argument("--save-results", action="store_true",
@@ -255,7 +259,11 @@ def config_for(task: str, arch: str, a: argparse.Namespace) -> InversionConfig:
     cfg = default_config(task, arch=arch)
     w = {k: getattr(a, k) for k in ("perceptual", "latent_dist", "layer_spread", "realism") if getattr(a, k) is not None}
     changes = {k: getattr(a, k) for k in ("steps", "lr", "latent_space", "init") if getattr(a, k) is not None}
-    cfg = cfg.replace(weights=dataclasses.replace(cfg.weights, **w), **changes)
+    if a.perceptual_net is not None:
+        changes["perceptual"] = a.perceptual_net
+    tuning = {k: v for k, v in (("steps", a.tune_steps), ("lr", a.tune_lr)) if v is not None}
+    cfg = cfg.replace(weights=dataclasses.replace(cfg.weights, **w),
+                      tuning=dataclasses.replace(cfg.tuning, **tuning), **changes)
     cfg = cfg.replace(preview_every=cfg.steps)
     cfg.validate()
     return cfg
@@ -297,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s %s: known %.2f dB, hole %s dB, chroma %s, Y %.1f dB, %.1f s", task, pname, row.psnr_known,
                      _fmt(row.psnr_hole), _fmt(row.chroma_rms), row.y_psnr, row.seconds)
         title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
-                 f"perc {cfg.weights.perceptual:g}, dist {cfg.weights.latent_dist:g}, spread {cfg.weights.layer_spread:g}, "
-                 f"real {cfg.weights.realism:g}")
+                 f"perc {cfg.weights.perceptual:g} {cfg.perceptual[:4]}, dist {cfg.weights.latent_dist:g}, "
+                 f"spread {cfg.weights.layer_spread:g}, real {cfg.weights.realism:g}"
+                 + (f", tune {cfg.tuning.steps}" if cfg.tuning.steps else ""))
         save_sheet(a.out / f"{name}_{task}.png", contact_sheet(title, cells, captions))
     means = summary(rows)
     (a.out / f"{name}.md").write_text(markdown(model.config.name, configs, means), encoding="utf-8")
