@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
-import itertools
 import logging
 import math
 import os
@@ -40,106 +39,27 @@ from engine.photo import to_frame
 from engine.interpolate import common_space, interpolation_frames, lift, render as render_latent
 from engine.state import EditState, save_state
 from engine.tasks import strokes_from_image
-from engine.tuning import TUNABLE_TASKS
 from engine.types import LATENT_SPACES
 from models import CheckpointError
 
 from . import render
+from .controls import (CONTROL_FIELDS, Controls, all_defaults, build_config, control_defaults, number, parse_controls,
+                       with_tuning)
 from .direct import FrameSource, RunFrames
 from .memory import release_free_memory
 from .model_cache import ModelCache, describe, resolve
 from .photo_inputs import FramedPhoto, crop_box, frame_photo, outline, wants_alignment
 from .session import THUMB, RunRecord, SavedFrame, Session, SessionRegistry, new_run_folder
 from .settings import Settings
-from .tabs import PERCEPTUAL_NETS, TABS, as_user_error, is_tick, tick, user_error, warn
+from .tabs import TABS, as_user_error, is_tick, tick, user_error, warn
 from .uploads import UploadError, check_mask_coverage, fit_to_square, load_image, load_mask
 
 log = logging.getLogger(__name__)
 
-CONTROL_FIELDS = ("latent_space", "steps", "lr", "l1", "l2", "perceptual", "perceptual_net", "latent_dist",
-                  "optimize_noise", "optimizer", "seed", "preview_every")
 INPAINT_BRUSH = (255, 0, 140)
 INPAINT_BRUSH_OPACITY = 0.6
 CANVAS = 512
 MAX_FRAMES_INTERP = 120
-
-
-# --------------------------------------------------------------------------------------------- controls
-
-@dataclass(frozen=True)
-class Controls:
-    """The shared optimisation controls of a tab (same order as CONTROL_FIELDS)."""
-
-    latent_space: str = "w+"
-    steps: int = 200
-    lr: float = 0.1
-    l1: float = 0.0
-    l2: float = 1.0
-    perceptual: float = 0.3
-    perceptual_net: str = "discriminator"
-    latent_dist: float = 0.0
-    optimize_noise: bool = False
-    optimizer: str = "adam"
-    seed: int = 0
-    preview_every: int = 10
-
-
-def defaults_task(tab: str) -> str:
-    """The engine task whose defaults a tab uses (interpolation reconstructs its two images)."""
-    return "reconstruct" if tab == "interpolate" else tab
-
-
-def control_defaults(tab: str, arch: str = "stylegan2") -> Controls:
-    cfg = engine.default_config(defaults_task(tab), arch=arch)
-    w = cfg.weights
-    return Controls(latent_space=cfg.latent_space, steps=cfg.steps, lr=cfg.lr, l1=w.l1, l2=w.l2,
-                    perceptual=w.perceptual,
-                    perceptual_net=cfg.perceptual if cfg.perceptual in PERCEPTUAL_NETS else "discriminator",
-                    latent_dist=w.latent_dist, optimize_noise=cfg.optimize_noise, optimizer=cfg.optimizer,
-                    seed=cfg.seed, preview_every=cfg.preview_every)
-
-
-def _number(label: str, value: Any, *, integer: bool = False, minimum: float | None = None,
-            strictly_positive: bool = False) -> float | int:
-    if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
-        raise user_error(f"'{label}' is empty: please enter a number.")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise user_error(f"'{label}' must be a number, got {str(value)[:40]!r}.") from None
-    if not math.isfinite(x):
-        raise user_error(f"'{label}' must be a finite number.")
-    if integer:
-        if x != round(x):
-            raise user_error(f"'{label}' must be a whole number, got {x:g}.")
-        x = int(round(x))
-    if strictly_positive and x <= 0:
-        raise user_error(f"'{label}' must be greater than 0, got {x:g}.")
-    if minimum is not None and x < minimum:
-        raise user_error(f"'{label}' must be at least {minimum:g}, got {x:g}.")
-    return x
-
-
-def parse_controls(values: tuple) -> Controls:
-    """Raw component values (CONTROL_FIELDS order) -> Controls, with friendly errors."""
-    (space, steps, lr, l1, l2, perceptual, net, latent_dist, noise, optimizer, seed, every) = values
-    if space not in LATENT_SPACES:
-        raise user_error(f"Latent space must be one of {', '.join(LATENT_SPACES)}, got {space!r}.")
-    if net not in PERCEPTUAL_NETS:
-        raise user_error(f"Perceptual network must be one of {', '.join(PERCEPTUAL_NETS)}, got {net!r}.")
-    if optimizer not in ("adam", "lbfgs"):
-        raise user_error(f"Optimiser must be adam or lbfgs, got {optimizer!r}.")
-    c = Controls(latent_space=space, steps=_number("Steps", steps, integer=True, minimum=1),
-                 lr=_number("Learning rate", lr, strictly_positive=True),
-                 l1=_number("L1 weight", l1, minimum=0), l2=_number("L2 weight", l2, minimum=0),
-                 perceptual=_number("Perceptual weight", perceptual, minimum=0), perceptual_net=net,
-                 latent_dist=_number("Latent-distance weight", latent_dist, minimum=0),
-                 optimize_noise=bool(noise), optimizer=optimizer, seed=_number("Seed", seed, integer=True),
-                 preview_every=_number("Preview every", every, integer=True, minimum=1))
-    if c.l1 == 0 and c.l2 == 0 and (c.perceptual == 0 or c.perceptual_net == "none"):
-        raise user_error("Set at least one of the L1, L2 or perceptual weights above 0 (and a perceptual network "
-                         "other than 'none' for the latter): otherwise nothing ties the result to your image.")
-    return c
 
 
 # ------------------------------------------------------------------------------------------- handlers
@@ -227,21 +147,7 @@ class Handlers:
             raise CheckpointError(f"{Path(key).name} could not be loaded ({type(exc).__name__}: {exc})") from exc
 
     def _config(self, tab: str, arch: str, c: Controls, notices: list[str]) -> engine.InversionConfig:
-        steps = c.steps
-        if steps > self.settings.max_steps:
-            msg = f"Steps limited to {self.settings.max_steps} on this server (you asked for {steps})."
-            notices.append(msg)
-            warn(msg)
-            steps = self.settings.max_steps
-        base = engine.default_config(defaults_task(tab), arch=arch)
-        weights = dataclasses.replace(base.weights, l1=float(c.l1), l2=float(c.l2), perceptual=float(c.perceptual),
-                                      latent_dist=float(c.latent_dist))
-        cfg = base.replace(latent_space=c.latent_space, steps=int(steps), lr=float(c.lr), optimizer=c.optimizer,
-                           weights=weights, perceptual=c.perceptual_net, optimize_noise=c.optimize_noise,
-                           seed=int(c.seed), preview_every=int(c.preview_every),
-                           max_steps=max(self.settings.max_steps, base.max_steps))
-        cfg.validate()
-        return cfg
+        return build_config(tab, arch, c, max_steps=self.settings.max_steps, notices=notices)
 
     def _loading_notice(self, key: str) -> str | None:
         if key in self.cache:
@@ -643,10 +549,10 @@ class Handlers:
                     optimizer, seed, preview_every)
 
         def inputs(m, notices):
-            k = _number("Kernel size", kernel_size, integer=True, minimum=1)
+            k = number("Kernel size", kernel_size, integer=True, minimum=1)
             if k % 2 == 0:
                 raise user_error(f"The blur kernel size must be odd (3, 5, 7, …), got {k}.")
-            s = _number("Sigma", sigma, strictly_positive=True)
+            s = number("Sigma", sigma, strictly_positive=True)
             framed = self._framed(self._photo(image, notices), m, notices, (crop_x, crop_y, crop_size))
             if blur_first:
                 notices.append(f"Demo: your photo was blurred first (kernel {k}, sigma {s:g}).")
@@ -662,7 +568,7 @@ class Handlers:
                     optimizer, seed, preview_every)
 
         def inputs(m, notices):
-            f = _number("Factor", factor, integer=True, minimum=1)
+            f = number("Factor", factor, integer=True, minimum=1)
             if m.resolution % f:
                 raise user_error(f"Factor {f} does not divide the model's {m.resolution} px resolution; "
                                  "use 2, 4 or 8.")
@@ -696,7 +602,7 @@ class Handlers:
             arch = getattr(model.G, "arch", model.config.arch)
             cfg = self._config(task, arch, c, notices)
             if rewind:
-                k = _number("Rewind to step", from_step, integer=True, minimum=0)
+                k = number("Rewind to step", from_step, integer=True, minimum=0)
                 start = record.frame_at(int(k))
             else:
                 start = record.frames[-1]
@@ -747,12 +653,7 @@ class Handlers:
 
     def _with_tuning(self, task: str, cfg: engine.InversionConfig, session: Session,
                      notices: list[str]) -> engine.InversionConfig:
-        """The tab's tuning steps (clamped to the server's step limit) in `cfg`; 0 for tasks without tuning."""
-        steps = session.tune_steps.get(task, 0) if task in TUNABLE_TASKS else 0
-        if steps > self.settings.max_steps:
-            notices.append(f"Tuning steps limited to {self.settings.max_steps} on this server.")
-            steps = self.settings.max_steps
-        return cfg.replace(tuning=dataclasses.replace(cfg.tuning, steps=steps))
+        return with_tuning(task, cfg, session.tune_steps, max_steps=self.settings.max_steps, notices=notices)
 
     def rewind_preview(self, task, step, session=None):
         """Show the saved frame at `step` (no computation). Returns (result, second view, status)."""
@@ -799,7 +700,7 @@ class Handlers:
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
         try:
-            n = _number("Frames", frames, integer=True, minimum=2)
+            n = number("Frames", frames, integer=True, minimum=2)
             if n > MAX_FRAMES_INTERP:
                 raise user_error(f"At most {MAX_FRAMES_INTERP} frames, please (you asked for {n}).")
             c = parse_controls(controls)
@@ -914,8 +815,7 @@ class Handlers:
 
     def all_defaults(self, model_choice: str | None) -> tuple:
         """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the model's architecture."""
-        arch = describe(model_choice, self.settings).arch
-        return tuple(itertools.chain.from_iterable(dataclasses.astuple(control_defaults(t, arch)) for t in TABS))
+        return all_defaults(describe(model_choice, self.settings).arch)
 
     def model_changed(self, model_choice: str | None, previous_arch: str | None) -> tuple:
         """(arch, *every tab's controls): reset to the new defaults only when the architecture changed

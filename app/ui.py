@@ -17,8 +17,9 @@ import gradio as gr
 from engine.tuning import TUNABLE_TASKS
 
 from .gradio_fixes import forget_session, quiet_queue
-from .handlers import CANVAS, CONTROL_FIELDS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, Handlers, control_defaults
+from .controls import CONTROL_FIELDS, control_defaults
 from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
+from .handlers import CANVAS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, Handlers
 from .model_cache import describe, model_choices
 from .session import delete_session
 from .settings import Settings

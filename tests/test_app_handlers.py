@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from app import render
-from app.handlers import CONTROL_FIELDS, Controls, Handlers, control_defaults, parse_controls
+from app.controls import CONTROL_FIELDS, Controls, control_defaults, parse_controls
+from app.handlers import Handlers
 from app.model_cache import ModelCache, describe, model_choices, resolve
 from app.session import Session
 from app.settings import Settings

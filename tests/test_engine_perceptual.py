@@ -97,7 +97,7 @@ def test_evaluate_takes_a_perceptual_network_and_an_inpaint_task(tmp_path, monke
 
 
 def test_deblur_defaults_to_mobilenet_and_the_app_shows_it():
-    from app.handlers import control_defaults
+    from app.controls import control_defaults
     from engine.tasks import default_config
     assert default_config("deblur").perceptual == "mobilenet"
     assert default_config("inpaint").perceptual == "discriminator"
