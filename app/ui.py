@@ -16,10 +16,11 @@ import gradio as gr
 
 from engine.tuning import TUNABLE_TASKS
 
-from .gradio_fixes import forget_session, quiet_queue
+from .gradio_fixes import forget_session, keep_update_ids, quiet_queue
 from .controls import CONTROL_FIELDS, control_defaults
 from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
-from .handlers import CANVAS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY, Handlers
+from .handlers import Handlers
+from .inputs import CANVAS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY
 from .model_cache import describe, model_choices
 from .session import delete_session
 from .settings import Settings
@@ -90,7 +91,7 @@ def Canvas(**kwargs: Any) -> gr.ImageEditor:  # noqa: N802
 
 @dataclass
 class TabOutputs:
-    """The result panel every task tab shares (order = handlers' TAB_OUTPUTS)."""
+    """The result panel every task tab shares (order = app.tabs' TAB_OUTPUTS)."""
 
     input_view: gr.Image
     result: gr.Image
@@ -215,9 +216,11 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def start_queue(demo: gr.Blocks, settings: Settings) -> None:
-    """`demo.queue(...)` with the queue's idle polling replaced by waiting (app.gradio_fixes.quiet_queue)."""
+    """`demo.queue(...)` with the queue's idle polling replaced by waiting (app.gradio_fixes.quiet_queue) and
+    updated outputs kept at their ids (app.gradio_fixes.keep_update_ids)."""
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     quiet_queue(demo)
+    keep_update_ids()  # gr.skip()/gr.update outputs no longer grow the session (app.gradio_fixes)
 
 
 def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Blocks:

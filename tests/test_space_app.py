@@ -148,7 +148,7 @@ def test_each_run_is_one_decorated_call_with_pickled_arguments_and_frames(space_
             assert str(out[4]).startswith("**Done**"), out[4]
             assert len(fake.calls) == 1 and fake.calls[0]["duration"] == 70
             assert fake.calls[0]["yielded"] >= 4  # 4 frames (and maybe heartbeat Nones), all pickled
-            assert module.handlers._engines == {}  # no batched lane was ever made
+            assert module.handlers.runner.engines == {}  # no batched lane was ever made
 
             job = client.submit(image=handle_file(_photo(tmp_path)), model="tinycat", steps=100000,
                                 preview_every=1, api_name="/colorize")
