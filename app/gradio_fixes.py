@@ -2,7 +2,9 @@
 
 `quiet_queue(demo)` (after `demo.queue(...)`, before `launch`): the queue's loops wait for work instead of
 polling. `forget_session(demo, session_hash)` (from an unload handler): drops a disconnected visitor's
-per-session record from Gradio's state holder. Both are measured in the README (load / soak section).
+per-session record from Gradio's state holder. `keep_update_ids()` (once, before the first event): an output
+updated with `gr.skip()`/`gr.update(...)` no longer adds a block to the session's config on its next value.
+All are measured in the README (load / soak section).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import time
 from typing import Any
 
 import gradio as gr
+from gradio.blocks import Block
+from gradio.state_holder import SessionState
 from gradio.utils import run_coro_in_background, set_task_name
 
 log = logging.getLogger(__name__)
@@ -183,3 +187,35 @@ def forget_session(demo: gr.Blocks, session_hash: str | None) -> bool:
             if pending is None or pending.empty():
                 messages.pop(session_hash, None)
     return found
+
+
+def keep_update_ids() -> bool:
+    """Give the component Gradio builds for an update its output's id; True when installed now (False: already).
+
+    Gradio 6.31, blocks.py `Blocks.postprocess_data`: an output value that is an update (`gr.skip()` is
+    `{"__type__": "update"}`, `gr.update(...)`) makes a new component, `state[block._id] = block.__class__(**kwargs)`,
+    which takes a fresh id from `Context.id`, and stores it in the session's `SessionState` under the output's id.
+    The next plain value for that output takes `block = state[block._id]` -- the replacement, whose `_id` is the
+    fresh one -- and, since that id is not in the session yet, `state[block._id] = block` plus
+    `state._update_value_in_config(block._id, ...)` add it to `blocks_config.blocks` and a whole block config to
+    `config_values`, keyed by an id nothing else uses. So every skip -> value transition of every output adds
+    a component and its config to the session for as long as it lives: a run's ticks skip 7 outputs, so a
+    long-lived visitor or API client grew ~12 `gr.Image`s (with their WebcamOptions/WatermarkOptions), ~3
+    `gr.Markdown` and ~3 `gr.File` per run, ~0.29 MiB of server RSS (app.memory has the measurements).
+    Here `SessionState.__setitem__` sets the replacement's `_id` to the key it is stored under, so the next value
+    finds it at its own id and nothing is added. Written against gradio==6.31.0 (pinned in requirements.txt).
+    """
+    original = SessionState.__setitem__
+    if getattr(original, "_keeps_update_ids", False):
+        return False
+
+    @functools.wraps(original)
+    def setitem(self: SessionState, key: int, value: Any) -> None:
+        if isinstance(value, Block) and value._id != key \
+                and not isinstance(self.blocks_config.blocks.get(key), gr.State):  # State values are user data
+            value._id = key  # noqa: SLF001 - the replacement stands for the output `key` in this session
+        original(self, key, value)
+
+    setitem._keeps_update_ids = True  # type: ignore[attr-defined]
+    SessionState.__setitem__ = setitem  # type: ignore[method-assign]
+    return True
