@@ -121,6 +121,10 @@ class Runner:
                       else engine.start_run(model, request))
         best: SavedFrame | None = None
         final: SavedFrame | None = None
+        # The engine's full-resolution image of the best and the final frame: only the downloads use it (result.png,
+        # composite.png), so a 1024 px model's composite is not built from a 256 px thumbnail.
+        best_full: np.ndarray | None = None
+        final_full: np.ndarray | None = None
         first_frame_s: float | None = None
         steps_per_s = 0.0
         timed_out = False
@@ -158,9 +162,9 @@ class Runner:
                         record.notices.append(m)
                         warn(m)
                 if best is None or saved.losses.get("total", math.inf) <= best.losses.get("total", math.inf):
-                    best = saved
+                    best, best_full = saved, frame.image
                 if frame.done:
-                    final = saved
+                    final, final_full = saved, frame.image
                     break
                 live = views.Live(saved, total, started, first_frame_s, frame.steps_per_s)
                 result, second = views.shown(record, saved.image, saved.degraded, size=size)
@@ -174,7 +178,7 @@ class Runner:
             if best is None:
                 raise user_error(f"The time limit of {self.settings.time_limit:g} s was reached before the first "
                                  "result; try fewer steps, a smaller model or a smaller 'preview every'.")
-            final = best
+            final, final_full = best, best_full
             if timed_out:
                 msg = (f"Stopped at the time limit of {self.settings.time_limit:g} s after step "
                        f"{record.frames[-1].step} of {total}: showing the best result so far (step {final.step}).")
@@ -182,11 +186,12 @@ class Runner:
                 warn(msg)
         yield self._finish(record, final, session, started=started, first_frame_s=first_frame_s, total=total,
                            headline="**Done**" if not timed_out else "**Stopped at the time limit**",
-                           steps_per_s=steps_per_s)
+                           steps_per_s=steps_per_s, full=final_full)
 
     def _finish(self, record: RunRecord, final: SavedFrame, session: Session, *, started: float,
-                first_frame_s: float | None, total: int, headline: str, steps_per_s: float = 0.0) -> tuple:
-        views.conclude(record, final, session)
+                first_frame_s: float | None, total: int, headline: str, steps_per_s: float = 0.0,
+                full: np.ndarray | None = None) -> tuple:
+        views.conclude(record, final, session, full=full)
         elapsed = time.perf_counter() - started
         live = views.Live(final, total, started, first_frame_s, steps_per_s)
         result, second = views.shown(record, final.image, final.degraded, size=self.settings.display_size)

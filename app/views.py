@@ -141,18 +141,19 @@ def rewind_slider(record: RunRecord, final: SavedFrame) -> dict:
                      interactive=True)
 
 
-def write_files(record: RunRecord, final: SavedFrame) -> list[str]:
-    """The downloads of a run ending at `final`: result, input, composite, quality CSV, latent, GIF, loss plot."""
+def write_files(record: RunRecord, final: SavedFrame, *, full: np.ndarray | None = None) -> list[str]:
+    """The downloads of a run ending at `final`: result, input, composite, quality CSV, latent, GIF, loss plot.
+    `full`: the final image at the model's resolution when the run still has it (kept frames are thumbnails)."""
     d = record.folder
     req = record.request
-    files = [write_png(d / "result.png", final.image)]
+    image = full if full is not None else final.image
+    files = [write_png(d / "result.png", image)]
     if record.task == "inpaint":
-        small = final.image if final.image.shape[0] == req.target.shape[0] else \
-            fit_to_square(final.image, req.target.shape[0])[0]
+        small = image if image.shape[0] == req.target.shape[0] else fit_to_square(image, req.target.shape[0])[0]
         files.append(write_png(d / "result_pasted.png", render.paste(req.target, small, req.known)))
     files.append(write_png(d / "input.png", req.target))
     if record.photo is not None:  # the result put back into the photo, at the photo's own size
-        files.append(write_png(d / "composite.png", record.photo.composite(record.task, final.image)))
+        files.append(write_png(d / "composite.png", record.photo.composite(record.task, image)))
     files.append(write_quality_csv(d / "quality.csv", [(f.step, f.losses.get("total", math.nan), f.psnr, f.ssim)
                                                        for f in record.frames if f.step <= final.step]))
     files.append(save_state(d / "latent.pt", EditState(latent=final.latent, latent_space=final.space,
@@ -168,10 +169,11 @@ def write_files(record: RunRecord, final: SavedFrame) -> list[str]:
     return [str(p) for p in files]
 
 
-def conclude(record: RunRecord, final: SavedFrame, session: Session) -> None:
-    """Mark the run finished at `final`: write its downloads, offer its latent for interpolation."""
+def conclude(record: RunRecord, final: SavedFrame, session: Session, *, full: np.ndarray | None = None) -> None:
+    """Mark the run finished at `final` (`full`: its image at the model's resolution, if known): write its
+    downloads, offer its latent for interpolation."""
     record.finished, record.final = True, final
-    record.files = write_files(record, final)
+    record.files = write_files(record, final, full=full)
     session.remember(record, final)
 
 

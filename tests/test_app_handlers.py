@@ -529,3 +529,20 @@ def test_crop_view_outlines_the_square_the_model_sees(handlers, photo_path):
     cols = np.nonzero(outline.any(axis=0))[0]
     assert cols.min() <= 2 and 44 <= cols.max() <= 50
     assert handlers.crop_view(None, 50, 50, 100, TINY) is None
+
+
+def test_downloads_use_the_full_resolution_result_not_the_kept_thumbnail(handlers, photo_path, monkeypatch):
+    """Kept frames are thumbnails (THUMB px) but result.png and composite.png come from the engine's full image:
+    with THUMB below the model's 32 px, result.png is still 32 px and the composite matches one built from it."""
+    import app.streaming
+    monkeypatch.setattr(app.streaming, "THUMB", 8)
+    final = call(handlers, "reconstruct", photo_path)[-1]
+    record = sess(final).runs["reconstruct"]
+    assert record.final.image.shape[0] == 8  # what the session keeps
+    files = {Path(f).name: f for f in final[5]}
+    result = load(files["result.png"])
+    assert result.shape == (32, 32, 3)
+    composite = load(files["composite.png"])
+    assert np.array_equal(composite, record.photo.composite("reconstruct", result))
+    blurred = record.photo.composite("reconstruct", record.final.image)
+    assert not np.array_equal(composite, blurred)
