@@ -201,7 +201,7 @@ def keep_update_ids() -> bool:
     `config_values`, keyed by an id nothing else uses. So every skip -> value transition of every output adds
     a component and its config to the session for as long as it lives: a run's ticks skip 7 outputs, so a
     long-lived visitor or API client grew ~12 `gr.Image`s (with their WebcamOptions/WatermarkOptions), ~3
-    `gr.Markdown` and ~3 `gr.File` per run, ~0.29 MiB of server RSS (app.memory has the measurements).
+    `gr.Markdown` and ~3 `gr.File` per run, ~0.3 MiB of server RSS (measured: README, load / soak section).
     Here `SessionState.__setitem__` sets the replacement's `_id` to the key it is stored under, so the next value
     finds it at its own id and nothing is added. Written against gradio==6.31.0 (pinned in requirements.txt).
     """

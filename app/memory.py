@@ -1,7 +1,8 @@
 """Give heap memory freed by finished runs back to the operating system (Linux/glibc; elsewhere a no-op).
 
-glibc keeps freed memory in per-thread arenas; with Gradio's worker threads a long-running server's RSS creeps
-up run after run although nothing is leaked. `release_free_memory()` returns True when it trimmed.
+glibc keeps freed memory in per-thread arenas; with Gradio's worker threads a long-running server's free heap
+grows run after run although nothing is leaked. (The steady RSS growth of the soak was a leak in Gradio's
+per-session records instead: app.gradio_fixes.keep_update_ids.) `release_free_memory()` returns True when it trimmed.
 `tune_allocator()` (once, at start-up, before threads are started) sets glibc's allocator so that it does not.
 """
 from __future__ import annotations
