@@ -48,7 +48,8 @@ def default_config(task: str, *, arch: str = "stylegan2") -> InversionConfig:
     if task == "colorize":
         # w+ with its rows held together (layer spread 10): a grey target leaves colour free, and free fine-layer
         # rows painted blue/pink blotches on cats and an orange face. Gallery chroma RMS (Cb/Cr vs the true
-        # colours, 4 photos): face64 14.99 -> 10.61, cat64 18.34 -> 15.98; W 16.08, latent distance 0.1 16.91 (cat64).
+        # colours, 4 photos): face64 14.99 -> 10.61, cat64 18.34 -> 15.98 (at 198,656 images); W 16.08,
+        # latent distance 0.1 16.91 (cat64).
         return InversionConfig(latent_space="w+", steps=200, lr=0.1,
                                weights=LossWeights(l2=1.0, perceptual=0.3, latent_dist=0.001, layer_spread=10.0))
     if task in ("deblur", "superres"):
