@@ -80,6 +80,14 @@ def pub(folder: Path, rgb: np.ndarray | None) -> str | None:
     return str(path)
 
 
+def pasted(request: engine.InversionRequest, image: np.ndarray) -> np.ndarray:
+    """An inpainting result (any size) fitted to the target's size and shown only in the hole: the known pixels
+    stay the target's."""
+    side = request.target.shape[0]
+    small = image if image.shape[0] == side else fit_to_square(image, side)[0]
+    return render.paste(request.target, small, request.known)
+
+
 def views(record: RunRecord, image: np.ndarray, degraded: np.ndarray, *, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(result, second view) for display."""
     req = record.request
@@ -88,8 +96,7 @@ def views(record: RunRecord, image: np.ndarray, degraded: np.ndarray, *, size: i
     if record.photo is not None and record.task == "reconstruct":  # what the loss compares is the result itself
         return enlarge(image, size=size), record.photo.preview(record.task, image)
     if record.task == "inpaint":
-        small = image if image.shape[0] == req.target.shape[0] else fit_to_square(image, req.target.shape[0])[0]
-        return enlarge(render.paste(req.target, small, req.known), size=size), enlarge(image, size=size)
+        return enlarge(pasted(req, image), size=size), enlarge(image, size=size)
     if record.task == "scribble":
         return enlarge(image, size=size), render.with_outline(image, req.known, size)
     return enlarge(image, size=size), enlarge(degraded, size=size)
@@ -149,8 +156,7 @@ def write_files(record: RunRecord, final: SavedFrame, *, full: np.ndarray | None
     image = full if full is not None else final.image
     files = [write_png(d / "result.png", image)]
     if record.task == "inpaint":
-        small = image if image.shape[0] == req.target.shape[0] else fit_to_square(image, req.target.shape[0])[0]
-        files.append(write_png(d / "result_pasted.png", render.paste(req.target, small, req.known)))
+        files.append(write_png(d / "result_pasted.png", pasted(req, image)))
     files.append(write_png(d / "input.png", req.target))
     if record.photo is not None:  # the result put back into the photo, at the photo's own size
         files.append(write_png(d / "composite.png", record.photo.composite(record.task, image)))
