@@ -10,7 +10,6 @@ interpolation.gif/.mp4). Errors: one line on stderr, exit status 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import sys
@@ -21,6 +20,7 @@ import torch
 
 from models import CheckpointError, load_model
 
+from .config_args import add_config_options, config_from_args
 from .export import loss_plot, strip, write_gif, write_mp4, write_png, write_quality_csv
 from .framing import frame_photo, is_face_model
 from .imageio import read_mask, read_rgb
@@ -29,9 +29,8 @@ from .inversion import run
 from .model import EngineModel, prepare
 from .photo import CropBox, mask_to_frame, photo_composite, to_frame
 from .state import EditState, save_state
-from .tasks import default_config, request_for_task
-from .tuning import TUNABLE_TASKS
-from .types import TASKS, EngineError, Frame, LossWeights
+from .tasks import request_for_task
+from .types import TASKS, EngineError, Frame
 
 CLI_TASKS = TASKS + ("interpolate",)
 DEFAULT_MODEL = "cat64"
@@ -48,19 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--crop", help="X,Y,SIDE: the square of the photo the model sees (default: centred square)")
     p.add_argument("--no-align", action="store_true", help="face models: use the crop instead of aligning the face")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--latent-space", choices=("z", "w", "w+"))
-    p.add_argument("--optimizer", choices=("adam", "lbfgs"))
-    p.add_argument("--l1", type=float)
-    p.add_argument("--l2", type=float)
-    p.add_argument("--perceptual", type=float, help="perceptual loss weight")
-    p.add_argument("--perceptual-net", choices=("discriminator", "mobilenet", "vgg16", "vgg16-random", "none"))
-    p.add_argument("--latent-dist", type=float, help="latent-distance regulariser weight")
-    p.add_argument("--layer-spread", type=float, help="w+ only: weight keeping the per-layer latents together")
-    p.add_argument("--realism", type=float)
-    p.add_argument("--optimize-noise", action="store_true")
-    p.add_argument("--init", choices=("mean", "best-of-k"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kernel-size", type=int, default=9)
     p.add_argument("--sigma", type=float, default=2.0)
@@ -70,34 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--preview-every", type=int, default=10)
-    p.add_argument("--tune-steps", type=int, help="pivotal tuning steps after the latent search (0 = off; "
-                   "not for scribble; interpolate morphs with the untuned generator)")
-    p.add_argument("--tune-lr", type=float, help="pivotal tuning learning rate")
-    return p
+    return add_config_options(p)
 
 
 def _config(a: argparse.Namespace, task: str, arch: str):
-    cfg = default_config(task, arch=arch)
-    w = cfg.weights
-    wchanges = {k: getattr(a, k) for k in ("l1", "l2", "perceptual", "latent_dist", "layer_spread", "realism")
-                if getattr(a, k) is not None}
-    for k, v in wchanges.items():
-        if not math.isfinite(v) or v < 0:
-            raise EngineError(f"--{k.replace('_', '-')} must be a finite number >= 0, got {v}")
-    changes = dict(weights=dataclasses.replace(w, **wchanges), seed=a.seed, bf16=a.bf16,
-                   preview_every=a.preview_every)
-    for k, attr in (("steps", "steps"), ("lr", "lr"), ("latent_space", "latent_space"),
-                    ("optimizer", "optimizer"), ("init", "init"), ("perceptual", "perceptual_net")):
-        if getattr(a, attr) is not None:
-            changes[k] = getattr(a, attr)
-    if a.optimize_noise:
-        changes["optimize_noise"] = True
-    tchanges = {k: v for k, v in (("steps", a.tune_steps), ("lr", a.tune_lr)) if v is not None}
-    if tchanges.get("steps") and task not in TUNABLE_TASKS:
-        raise EngineError(f"--tune-steps is for {', '.join(TUNABLE_TASKS)}: {task} constrains too few pixels")
-    if tchanges:
-        changes["tuning"] = dataclasses.replace(cfg.tuning, **tchanges)
-    cfg = cfg.replace(**changes)
+    cfg = config_from_args(a, task=task, arch=arch).replace(seed=a.seed, bf16=a.bf16, preview_every=a.preview_every)
     cfg.validate()
     return cfg
 

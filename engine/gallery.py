@@ -31,6 +31,7 @@ import numpy as np
 
 from models import load_model
 
+from .config_args import add_config_options, config_from_args
 from .export import write_png
 from .framing import frame_photo, is_face_model
 from .imageio import read_mask, read_rgb
@@ -38,8 +39,8 @@ from .inversion import run
 from .metrics import psnr, ssim
 from .model import EngineModel, prepare
 from .photo import Placement, chroma, footprint, from_frame, luma, photo_composite, to_frame
-from .tasks import default_config, project_target, request_for_task
-from .types import PERCEPTUALS, InversionConfig
+from .tasks import project_target, request_for_task
+from .types import InversionConfig
 
 log = logging.getLogger("engine.gallery")
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,37 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="folder with the held-out photos (default ../shared/data/<domain>)")
     p.add_argument("--n", type=int, default=3, help="held-out photos per task (plus the bundled example)")
     p.add_argument("--tasks", default=",".join(PHOTO_TASKS))
-    p.add_argument("--steps", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--latent-space", choices=("z", "w", "w+"))
-    p.add_argument("--perceptual", type=float)
-    p.add_argument("--latent-dist", type=float)
-    p.add_argument("--layer-spread", type=float, help="w+ only: weight keeping the per-layer latents together")
-    p.add_argument("--realism", type=float)
-    p.add_argument("--init", choices=("mean", "best-of-k"))
-    p.add_argument("--perceptual-net", choices=PERCEPTUALS)
-    p.add_argument("--tune-steps", type=int, help="pivotal tuning steps after the latent search (0 = off)")
-    p.add_argument("--tune-lr", type=float)
     p.add_argument("--tag", default="", help="suffix of the output file names (comparing settings)")
     p.add_argument("--no-align", action="store_true", help="face models: centre crop instead of aligning")
     p.add_argument("--save-results", action="store_true",
                    help="also write each model-resolution result as results/<task>/<photo>.png (to study compositing)")
     p.add_argument("--device", default="cpu")
-    return p
+    return add_config_options(p)
 
 
 def config_for(task: str, arch: str, a: argparse.Namespace) -> InversionConfig:
-    cfg = default_config(task, arch=arch)
-    w = {k: getattr(a, k) for k in ("perceptual", "latent_dist", "layer_spread", "realism") if getattr(a, k) is not None}
-    changes = {k: getattr(a, k) for k in ("steps", "lr", "latent_space", "init") if getattr(a, k) is not None}
-    if a.perceptual_net is not None:
-        changes["perceptual"] = a.perceptual_net
-    tuning = {k: v for k, v in (("steps", a.tune_steps), ("lr", a.tune_lr)) if v is not None}
-    cfg = cfg.replace(weights=dataclasses.replace(cfg.weights, **w),
-                      tuning=dataclasses.replace(cfg.tuning, **tuning), **changes)
-    cfg = cfg.replace(preview_every=cfg.steps)
-    cfg.validate()
-    return cfg
+    cfg = config_from_args(a, task=task, arch=arch)
+    return cfg.replace(preview_every=cfg.steps)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,54 @@
+"""The CLI and the gallery take the same config overrides from one place (engine.config_args)."""
+import dataclasses
+
+import pytest
+
+from engine import cli, gallery
+from engine.config_args import WEIGHT_OPTIONS
+from engine.tasks import default_config
+from engine.types import EngineError, LossWeights
+
+
+def test_every_loss_weight_has_an_option():
+    assert {name for name, _ in WEIGHT_OPTIONS} == {f.name for f in dataclasses.fields(LossWeights)}
+
+
+def _weight_flags() -> list[str]:
+    flags = []
+    for i, (name, _) in enumerate(WEIGHT_OPTIONS):
+        flags += ["--" + name.replace("_", "-"), str(0.25 + i)]
+    return flags
+
+
+def test_cli_and_gallery_apply_the_same_overrides():
+    extra = _weight_flags() + ["--steps", "7", "--lr", "0.02", "--latent-space", "w", "--perceptual-net", "none",
+                               "--init", "best-of-k", "--optimize-noise", "--tune-steps", "3", "--tune-lr", "0.002"]
+    ca = cli.build_parser().parse_args(["inpaint", "--input", "x.png", "--out", "o"] + extra)
+    ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o"] + extra)
+    c = cli._config(ca, "inpaint", "stylegan2")
+    g = gallery.config_for("inpaint", "stylegan2", ga)
+    for i, (name, _) in enumerate(WEIGHT_OPTIONS):
+        assert getattr(c.weights, name) == getattr(g.weights, name) == 0.25 + i
+    for cfg in (c, g):
+        assert (cfg.steps, cfg.lr, cfg.latent_space, cfg.perceptual, cfg.init) == (7, 0.02, "w", "none", "best-of-k")
+        assert cfg.optimize_noise and cfg.tuning.steps == 3 and cfg.tuning.lr == 0.002
+    assert g.preview_every == 7
+
+
+def test_no_options_keep_the_task_defaults():
+    ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o"])
+    cfg = gallery.config_for("colorize", "stylegan2", ga)
+    assert cfg.replace(preview_every=0) == default_config("colorize", arch="stylegan2").replace(preview_every=0)
+
+
+@pytest.mark.parametrize("flag, value", [("--layer-spread", "-1"), ("--noise-reg", "nan"), ("--l1", "inf")])
+def test_bad_weights_are_refused_by_name(flag, value):
+    ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o", flag, value])
+    with pytest.raises(EngineError, match=flag):
+        gallery.config_for("reconstruct", "stylegan2", ga)
+
+
+def test_tuning_is_refused_for_scribble():
+    ca = cli.build_parser().parse_args(["scribble", "--input", "x.png", "--out", "o", "--tune-steps", "5"])
+    with pytest.raises(EngineError, match="--tune-steps"):
+        cli._config(ca, "scribble", "stylegan2")
