@@ -26,7 +26,8 @@ WEIGHT_OPTIONS: tuple[tuple[str, str], ...] = (
     ("noise_reg", "noise-map regulariser weight (with --optimize-noise)"),
 )
 
-# InversionConfig fields set directly by an option of the same name (dest -> field).
+# Options copied straight into an InversionConfig field, as argparse dest -> field (`--perceptual` is the loss
+# weight, so the network's option is `--perceptual-net`).
 _SETTINGS = {"steps": "steps", "lr": "lr", "latent_space": "latent_space", "optimizer": "optimizer",
              "init": "init", "perceptual_net": "perceptual"}
 
