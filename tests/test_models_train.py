@@ -70,3 +70,16 @@ def test_cli_trains_exports_and_resumes(tmp_path):
     assert models.load_model(tmp_path / "exp" / "m.safetensors").config.images_seen == 8
     assert main(args[:5] + ["0.016"] + args[6:] + ["--resume", str(out / "state.pt")]) == 0
     assert models.load_model(tmp_path / "exp" / "m.safetensors").config.images_seen == 16
+
+
+def test_precision_auto_takes_bf16_only_where_the_cpu_runs_it(monkeypatch):
+    from models import train
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert not train.use_bf16("auto", cpu)
+    assert train.use_bf16("bf16", cpu) and not train.use_bf16("fp32", cpu)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert train.use_bf16("auto", cpu)
+    with pytest.raises(ValueError, match="precision"):
+        train.use_bf16("fp16", cpu)
