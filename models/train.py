@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     provenance = (f"trained by models.train on {Path(a.data).name} ({len(train_files)} images, "
                   f"{len(held)} held out by name hash)")
-    if a.resume_model:
+    if trainer.config.provenance:  # a run continued from a shipped model keeps that model's history on --resume too
         provenance = f"{trainer.config.provenance}; then {provenance}"
 
     def snapshot() -> None:

@@ -83,3 +83,23 @@ def test_precision_auto_takes_bf16_only_where_the_cpu_runs_it(monkeypatch):
     assert train.use_bf16("auto", cpu)
     with pytest.raises(ValueError, match="precision"):
         train.use_bf16("fp16", cpu)
+
+
+def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(
+            data / f"{i}.jpg")
+    common = ["--data", str(data), "--arch", "dcgan", "--batch", "4", "--no-bf16", "--holdout", "0"]
+    first = tmp_path / "first.safetensors"
+    assert main(common + ["--kimg", "0.008", "--out", str(tmp_path / "a"), "--export", str(first)]) == 0
+    cont = tmp_path / "cont.safetensors"
+    run = ["--out", str(tmp_path / "b"), "--export", str(cont)]
+    assert main(common + run + ["--kimg", "0.016", "--resume-model", str(first)]) == 0
+    after_model = models.load_model(cont).config.provenance
+    assert main(common + run + ["--kimg", "0.024", "--resume", str(tmp_path / "b" / "state.pt")]) == 0
+    after_state = models.load_model(cont).config
+    assert "continued from first (8 images seen)" in after_model
+    assert after_state.provenance.startswith(after_model.split("; then ")[0] + "; then ")
+    assert after_state.images_seen == 24
