@@ -56,12 +56,16 @@ def test_holdout_split_is_stable_and_disjoint(tmp_path):
     assert split_files(tmp_path, holdout_fraction=0.2) == (train, held)
 
 
-def test_cli_trains_exports_and_resumes(tmp_path):
-    data = tmp_path / "data"
+def _image_folder(data, n=6):
     data.mkdir()
-    for i in range(6):
+    for i in range(n):
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(
             data / f"{i}.jpg")
+    return data
+
+
+def test_cli_trains_exports_and_resumes(tmp_path):
+    data = _image_folder(tmp_path / "data")
     out = tmp_path / "run"
     args = ["--data", str(data), "--arch", "dcgan", "--kimg", "0.008", "--batch", "4", "--out", str(out),
             "--export", str(tmp_path / "exp" / "m.safetensors"), "--no-bf16", "--holdout", "0"]
@@ -86,11 +90,7 @@ def test_precision_auto_takes_bf16_only_where_the_cpu_runs_it(monkeypatch):
 
 
 def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(6):
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(
-            data / f"{i}.jpg")
+    data = _image_folder(tmp_path / "data")
     common = ["--data", str(data), "--arch", "dcgan", "--batch", "4", "--no-bf16", "--holdout", "0"]
     first = tmp_path / "first.safetensors"
     assert main(common + ["--kimg", "0.008", "--out", str(tmp_path / "a"), "--export", str(first)]) == 0
