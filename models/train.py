@@ -45,6 +45,8 @@ class TrainOptions:
     r1_interval: int = 16
     # StyleGAN2-ADA's `auto`/`paper256` value; in equal-image arms on cat64 (300k -> 324k images) it lifted held-out
     # w+ reconstruction 22.87 -> 22.97 dB at equal FID, and the engine inverts these models.
+    # On face64 (283k -> 301k images) it lost: dlib KID rose 0.39 -> 0.47e-3 with it, fell to 0.33e-3 without;
+    # train faces with --pl-weight 0.
     pl_weight: float = 2.0
     pl_interval: int = 4
     style_mixing: float = 0.5
