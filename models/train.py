@@ -101,9 +101,12 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """--precision (auto | bf16 | fp32) -> whether to train under bf16 autocast on `device`."""
-    if precision not in ("auto", "bf16", "fp32"):
+    """--precision (one of PRECISIONS) -> whether to train under bf16 autocast on `device`."""
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
     return native_bf16(device) if precision == "auto" else precision == "bf16"
 
@@ -308,7 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: library default)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="bf16 autocast or fp32; auto: bf16 only where the device runs it in hardware")
     p.add_argument("--no-bf16", action="store_true", help="same as --precision fp32")
     p.add_argument("--r1-gamma", type=float, default=0.1)
