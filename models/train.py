@@ -27,6 +27,7 @@ from .augment import POLICIES, diff_augment
 from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
 from .dataset import load_images, split_files
 from .native import load_native, save_model
+from .widen import widen_generator
 
 log = logging.getLogger("models.train")
 
@@ -267,12 +268,24 @@ class Trainer:
                 b_ema.copy_(b)
 
 
-def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor,
-                      device: torch.device) -> tuple[ModelConfig, Trainer]:
-    """A Trainer whose G, G_ema and D come from a native model (the shipped files keep G_ema and D only)."""
+def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor, device: torch.device, *,
+                      widen_base: int | None = None, widen_max: int | None = None) -> tuple[ModelConfig, Trainer]:
+    """A Trainer whose G, G_ema and D come from a native model (the shipped files keep G_ema and D only).
+
+    `widen_base` / `widen_max` grow the generator's synthesis channels first (`models.widen`: same images out)."""
     config, G_ema, D = load_native(path, device="cpu", with_discriminator=True)
     if D is None:
         raise ValueError(f"{path}: has no discriminator, so it cannot be trained on")
+    history = f"{config.provenance}; continued from {config.name} ({config.images_seen} images seen)"
+    if widen_base is not None or widen_max is not None:
+        if config.arch != "stylegan2":
+            raise ValueError(f"{path}: only StyleGAN2 generators can be widened, not {config.arch}")
+        G_ema, g_kwargs = widen_generator(G_ema.float(), config.g_kwargs, channel_base=widen_base,
+                                          channel_max=widen_max, seed=opts.seed)
+        config = config.replace(g_kwargs=g_kwargs)
+        syn = g_kwargs["synthesis_kwargs"]
+        history += (f", generator widened to channel_base {syn['channel_base']} / channel_max "
+                    f"{syn['channel_max']} (new channels start unread, so the images were unchanged)")
     trainer = Trainer(opts, config, images, device)
     g_state = {k: v.float() if v.is_floating_point() else v for k, v in G_ema.state_dict().items()}
     trainer.G.load_state_dict(g_state)
@@ -280,9 +293,7 @@ def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor
     trainer.D.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in D.state_dict().items()})
     trainer.nimg = int(config.images_seen or 0)
     # The figures in its JSON describe the old weights, not what this run will export.
-    trainer.config = config.replace(metrics={},
-                                    provenance=f"{config.provenance}; continued from {config.name} "
-                                               f"({config.images_seen} images seen)")
+    trainer.config = config.replace(metrics={}, provenance=history)
     return trainer.config, trainer
 
 
@@ -305,6 +316,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", help="state.pt to continue from")
     p.add_argument("--resume-model", help="native NAME.safetensors to continue from (G and G_ema start from its "
                    "G_ema, D from its D; fresh optimiser state): the shipped models are their own resume point")
+    p.add_argument("--widen-channel-base", type=int, help="with --resume-model: grow the generator's synthesis "
+                   "channels to this channel_base first (the images it draws stay the same; D is kept)")
+    p.add_argument("--widen-channel-max", type=int, help="with --resume-model: the widened generator's channel_max")
     p.add_argument("--images-seen", type=int, help="with --resume-model: count from here instead of the model's "
                    "images_seen (e.g. 0 for a fine-tune on new data)")
     p.add_argument("--domain", help="domain recorded in the exported config (default: the data folder's name)")
@@ -331,7 +345,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "images (mobilenet, dlib-face) every --metric-kimg; appended to OUT/metrics.jsonl")
     p.add_argument("--metric-kimg", type=float, default=20.0)
     p.add_argument("--metric-fake", type=int, default=300, help="generated samples per metric evaluation")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if (a.widen_channel_base is not None or a.widen_channel_max is not None) and not a.resume_model:
+        p.error("--widen-channel-base/--widen-channel-max widen a model given with --resume-model")
+    return a
 
 
 class SampleQualityLog:
@@ -388,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         trainer.load_state(s)
         log.info("resumed from %s at %d images", a.resume, trainer.nimg)
     elif a.resume_model:
-        config, trainer = resume_from_model(a.resume_model, opts, images, device)
+        config, trainer = resume_from_model(a.resume_model, opts, images, device,
+                                            widen_base=a.widen_channel_base, widen_max=a.widen_channel_max)
         if a.images_seen is not None:
             trainer.nimg = a.images_seen
         log.info("resumed from model %s at %d images (fresh optimiser state)", a.resume_model, trainer.nimg)

@@ -103,3 +103,24 @@ def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
     assert "continued from first (8 images seen)" in after_model
     assert after_state.provenance.startswith(after_model.split("; then ")[0] + "; then ")
     assert after_state.images_seen == 24
+
+
+def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path):
+    data = _image_folder(tmp_path / "data")
+    common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
+              "--channel-max", "16", "--z-dim", "16"]
+    first = tmp_path / "first.safetensors"
+    assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "a"), "--export", str(first)]) == 0
+    wide = tmp_path / "wide.safetensors"
+    # As many images as the model has seen: no step runs, so the export is the widened model untrained.
+    assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "b"), "--export", str(wide),
+                          "--resume-model", str(first), "--widen-channel-base", "1024", "--widen-channel-max", "32"]) == 0
+    old, new = models.load_model(first), models.load_model(wide)
+    assert new.config.g_kwargs["synthesis_kwargs"] == {"channel_base": 1024, "channel_max": 32}
+    assert "widened to channel_base 1024 / channel_max 32" in new.config.provenance
+    assert new.G.synthesis.b64.conv1.weight.shape[0] == 16 > old.G.synthesis.b64.conv1.weight.shape[0]
+    z = torch.randn(3, 16)
+    ref = old.G(z, noise_mode="const")
+    assert torch.allclose(new.G(z, noise_mode="const"), ref, atol=2e-3 * ref.abs().max().item())
+    with pytest.raises(SystemExit):
+        main(common + ["--kimg", "0.004", "--out", str(tmp_path / "c"), "--widen-channel-base", "1024"])

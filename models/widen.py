@@ -1,0 +1,78 @@
+"""Widen a trained StyleGAN2 generator's synthesis channels without changing what it draws.
+
+Input: a `Generator` and a larger `channel_base` / `channel_max`; output: a new `Generator` (same z, w, mapping,
+`num_ws` and resolution) whose image for any (ws, noise) equals the old one up to float rounding, so training can
+continue from a shipped model at a larger width instead of restarting. Only growth is allowed.
+
+Why the output is unchanged: each new output channel of a modulated conv gets fresh random weights, but every
+layer that reads it gets zero weights from it, so it contributes nothing; zero weights also leave the demodulation
+sums unchanged. ToRGB has no demodulation and scales its styles by 1/sqrt(in_channels), so its old weights are
+rescaled for the new fan-in. Gradients reach the zero weights (the new channels carry signal), so they learn.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from .stylegan2 import Generator
+
+
+def synthesis_channels(g_kwargs: dict) -> dict[int, int]:
+    """{resolution: channels} of a StyleGAN2 generator's synthesis blocks, from its constructor kwargs."""
+    syn = g_kwargs.get("synthesis_kwargs") or {}
+    base, cap = int(syn.get("channel_base", 32768)), int(syn.get("channel_max", 512))
+    res = int(g_kwargs["img_resolution"])
+    return {r: min(base // r, cap) for r in (2 ** i for i in range(2, int(math.log2(res)) + 1))}
+
+
+def widened_kwargs(g_kwargs: dict, *, channel_base: int | None = None, channel_max: int | None = None) -> dict:
+    """A copy of `g_kwargs` with the new synthesis width; refuses any block that would get fewer channels."""
+    new = copy.deepcopy(g_kwargs)
+    syn = new.setdefault("synthesis_kwargs", {})
+    old_syn = g_kwargs.get("synthesis_kwargs") or {}
+    syn["channel_base"] = int(channel_base if channel_base is not None else old_syn.get("channel_base", 32768))
+    syn["channel_max"] = int(channel_max if channel_max is not None else old_syn.get("channel_max", 512))
+    before, after = synthesis_channels(g_kwargs), synthesis_channels(new)
+    narrower = {r: (before[r], after[r]) for r in before if after[r] < before[r]}
+    if narrower:
+        raise ValueError("widening cannot remove channels; these resolutions would shrink (old, new): "
+                         + ", ".join(f"{r} px {o}->{n}" for r, (o, n) in sorted(narrower.items())))
+    return new
+
+
+@torch.no_grad()
+def widen_generator(G: Generator, g_kwargs: dict, *, channel_base: int | None = None,
+                    channel_max: int | None = None, seed: int = 0) -> tuple[Generator, dict]:
+    """(wider generator, its kwargs); `g_kwargs` are the ones `G` was built from. New weights draw from `seed`."""
+    new_kwargs = widened_kwargs(g_kwargs, channel_base=channel_base, channel_max=channel_max)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        wide = Generator(**new_kwargs)
+    old_state = G.state_dict()
+    new_state = wide.state_dict()
+    missing = sorted(set(new_state) ^ set(old_state))
+    if missing:
+        raise ValueError(f"generator layouts differ beyond width: {missing[:5]}")
+    for name, new in new_state.items():
+        old = old_state[name].to(new.dtype)
+        if old.shape == new.shape:
+            new.copy_(old)
+            continue
+        if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
+            raise ValueError(f"{name}: cannot widen {list(old.shape)} to {list(new.shape)}")
+        corner = tuple(slice(0, s) for s in old.shape)
+        if name.endswith("torgb.weight"):
+            # weight [out, in, 1, 1]; styles are scaled by 1/sqrt(in), so the kept weights make up the new fan-in.
+            new.zero_()
+            new[corner] = old * math.sqrt(new.shape[1] / old.shape[1])
+        elif name.endswith((".conv0.weight", ".conv1.weight")):
+            # weight [out, in, k, k]: old outputs must not read the new inputs; new outputs keep their random init.
+            new[: old.shape[0], old.shape[1]:] = 0
+            new[corner] = old
+        else:
+            # affine rows, biases, const: the new entries only feed new channels, which nothing reads yet.
+            new[corner] = old
+    wide.load_state_dict(new_state)
+    return wide.to(next(G.parameters()).device), new_kwargs

@@ -1,0 +1,46 @@
+"""Widening a trained generator: same images out, more channels, new weights that learn, growth only."""
+import pytest
+import torch
+
+from models.config import build_generator, small_stylegan2_config
+from models.widen import synthesis_channels, widen_generator
+
+
+def _trained_like_generator():
+    cfg = small_stylegan2_config(resolution=16, channel_base=128, channel_max=32, z_dim=16, w_dim=16)
+    torch.manual_seed(1)
+    G = build_generator(cfg).eval()
+    with torch.no_grad():  # move off the init so a wrong rescale or a stray new weight shows in the output
+        for p in G.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return cfg, G
+
+
+def test_widened_generator_draws_the_same_images_with_more_channels():
+    cfg, G = _trained_like_generator()
+    wide, kwargs = widen_generator(G, cfg.g_kwargs, channel_base=512, channel_max=64)
+    assert synthesis_channels(cfg.g_kwargs) == {4: 32, 8: 16, 16: 8}
+    assert synthesis_channels(kwargs) == {4: 64, 8: 64, 16: 32}
+    assert wide.synthesis.b16.conv1.weight.shape[:2] == (32, 32)
+    z = torch.randn(4, 16)
+    for mode in ("const", "none"):
+        ref = G(z, noise_mode=mode)
+        assert torch.allclose(wide(z, noise_mode=mode), ref, atol=1e-4 * ref.abs().max().item())
+    assert torch.equal(wide.mapping.w_avg, G.mapping.w_avg)
+
+
+def test_new_channels_receive_gradient_so_they_can_learn():
+    cfg, G = _trained_like_generator()
+    wide, _ = widen_generator(G, cfg.g_kwargs, channel_base=512, channel_max=64)
+    wide.requires_grad_(True)
+    wide(torch.randn(2, 16), noise_mode="const").square().mean().backward()
+    conv, rgb = wide.synthesis.b16.conv1, wide.synthesis.b16.torgb
+    assert conv.weight[:8, 8:].abs().sum() == 0  # old outputs do not read the new inputs yet...
+    assert conv.weight.grad[:8, 8:].abs().sum() > 0  # ...but are pushed to
+    assert rgb.weight.grad[:, 8:].abs().sum() > 0
+
+
+def test_widening_refuses_to_shrink_a_block():
+    cfg, G = _trained_like_generator()
+    with pytest.raises(ValueError, match="16 px 8->4"):
+        widen_generator(G, cfg.g_kwargs, channel_base=64, channel_max=64)
