@@ -179,6 +179,7 @@ class Trainer:
             r = opts.r1_interval / (opts.r1_interval + 1)
             self.opt_G = torch.optim.Adam(self.G.parameters(), lr=opts.g_lr, betas=(0.0, 0.99), eps=1e-8)
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=opts.d_lr * r, betas=(0.0, 0.99 ** r), eps=1e-8)
+        self._lrs = (self.opt_G.param_groups[0]["lr"], self.opt_D.param_groups[0]["lr"])
         self.nimg = 0
         self.step_idx = 0
         self.pl_mean = torch.zeros([], device=device)
@@ -196,6 +197,10 @@ class Trainer:
         self.G_ema.load_state_dict(s["G_ema"])
         self.opt_G.load_state_dict(s["opt_G"])
         self.opt_D.load_state_dict(s["opt_D"])
+        # The saved param groups carry the old run's learning rates; this run's options (e.g. --lr) win.
+        for opt, lr in ((self.opt_G, self._lrs[0]), (self.opt_D, self._lrs[1])):
+            for group in opt.param_groups:
+                group["lr"] = lr
         self.nimg, self.step_idx = int(s["nimg"]), int(s["step"])
         self.pl_mean = s["pl_mean"].to(self.device)
         self.gen.set_state(s["rng"])
@@ -328,6 +333,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="bf16 autocast or fp32; auto: bf16 only where the device runs it in hardware")
     p.add_argument("--no-bf16", action="store_true", help="same as --precision fp32")
+    p.add_argument("--lr", type=float, default=TrainOptions.g_lr, help="StyleGAN2 G and D learning rate "
+                   "(also on --resume, replacing the saved one)")
     p.add_argument("--r1-gamma", type=float, default=0.1)
     p.add_argument("--pl-weight", type=float, default=TrainOptions.pl_weight,
                    help="path-length regulariser weight (0: off)")
@@ -384,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     bf16 = use_bf16("fp32" if a.no_bf16 else a.precision, device)
-    opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16,
+    opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16, g_lr=a.lr, d_lr=a.lr,
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, holdout_fraction=a.holdout, seed=a.seed,
                         channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         augment=tuple(a.augment))

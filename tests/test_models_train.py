@@ -124,3 +124,21 @@ def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path
     assert torch.allclose(new.G(z, noise_mode="const"), ref, atol=2e-3 * ref.abs().max().item())
     with pytest.raises(SystemExit):
         main(common + ["--kimg", "0.004", "--out", str(tmp_path / "c"), "--widen-channel-base", "1024"])
+
+
+def test_lr_option_sets_both_optimisers_and_wins_over_a_resumed_state(tmp_path):
+    data = _image_folder(tmp_path / "data")
+    common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
+              "--channel-max", "16", "--z-dim", "16", "--out", str(tmp_path / "run")]
+
+    def saved_lrs():
+        s = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+        return s["opt_G"]["param_groups"][0]["lr"], s["opt_D"]["param_groups"][0]["lr"]
+
+    assert main(common + ["--kimg", "0.004"]) == 0
+    g0, d0 = saved_lrs()
+    assert g0 == pytest.approx(TrainOptions.g_lr)
+    assert main(common + ["--kimg", "0.008", "--lr", "0.001", "--resume", str(tmp_path / "run" / "state.pt")]) == 0
+    g1, d1 = saved_lrs()
+    # D's rate carries the lazy-R1 correction r = 16/17 in both runs.
+    assert g1 == pytest.approx(0.001) and d1 / g1 == pytest.approx(d0 / g0)
