@@ -289,8 +289,8 @@ def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor
                                           channel_max=widen_max, seed=opts.seed)
         config = config.replace(g_kwargs=g_kwargs)
         syn = g_kwargs["synthesis_kwargs"]
-        history += (f", generator widened to channel_base {syn['channel_base']} / channel_max "
-                    f"{syn['channel_max']} (new channels start unread, so the images were unchanged)")
+        history += (f", generator widened to channel_base {syn.get('channel_base', 'default')} / channel_max "
+                    f"{syn.get('channel_max', 'default')} (new channels start unread, so the images were unchanged)")
     trainer = Trainer(opts, config, images, device)
     g_state = {k: v.float() if v.is_floating_point() else v for k, v in G_ema.state_dict().items()}
     trainer.G.load_state_dict(g_state)

@@ -19,26 +19,18 @@ import torch
 from .stylegan2 import Generator
 
 
-def synthesis_channels(g_kwargs: dict) -> dict[int, int]:
-    """{resolution: channels} of a StyleGAN2 generator's synthesis blocks, from its constructor kwargs."""
-    syn = g_kwargs.get("synthesis_kwargs") or {}
-    base, cap = int(syn.get("channel_base", 32768)), int(syn.get("channel_max", 512))
-    res = int(g_kwargs["img_resolution"])
-    return {r: min(base // r, cap) for r in (2 ** i for i in range(2, int(math.log2(res)) + 1))}
+def block_channels(G: Generator) -> dict[int, int]:
+    """{resolution: channels} of a built generator's synthesis blocks (read off the network, not its kwargs)."""
+    return {block.resolution: block.conv1.weight.shape[0] for block in G.synthesis.blocks()}
 
 
 def widened_kwargs(g_kwargs: dict, *, channel_base: int | None = None, channel_max: int | None = None) -> dict:
-    """A copy of `g_kwargs` with the new synthesis width; refuses any block that would get fewer channels."""
+    """A copy of `g_kwargs` with the given synthesis width options replaced (the others left as they were)."""
     new = copy.deepcopy(g_kwargs)
     syn = new.setdefault("synthesis_kwargs", {})
-    old_syn = g_kwargs.get("synthesis_kwargs") or {}
-    syn["channel_base"] = int(channel_base if channel_base is not None else old_syn.get("channel_base", 32768))
-    syn["channel_max"] = int(channel_max if channel_max is not None else old_syn.get("channel_max", 512))
-    before, after = synthesis_channels(g_kwargs), synthesis_channels(new)
-    narrower = {r: (before[r], after[r]) for r in before if after[r] < before[r]}
-    if narrower:
-        raise ValueError("widening cannot remove channels; these resolutions would shrink (old, new): "
-                         + ", ".join(f"{r} px {o}->{n}" for r, (o, n) in sorted(narrower.items())))
+    for key, value in (("channel_base", channel_base), ("channel_max", channel_max)):
+        if value is not None:
+            syn[key] = int(value)
     return new
 
 
@@ -50,6 +42,11 @@ def widen_generator(G: Generator, g_kwargs: dict, *, channel_base: int | None = 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         wide = Generator(**new_kwargs)
+    before, after = block_channels(G), block_channels(wide)
+    narrower = {r: (before[r], after[r]) for r in before if after[r] < before[r]}
+    if narrower:
+        raise ValueError("widening cannot remove channels; these resolutions would shrink (old, new): "
+                         + ", ".join(f"{r} px {o}->{n}" for r, (o, n) in sorted(narrower.items())))
     old_state = G.state_dict()
     new_state = wide.state_dict()
     missing = sorted(set(new_state) ^ set(old_state))

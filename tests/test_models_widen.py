@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from models.config import build_generator, small_stylegan2_config
-from models.widen import synthesis_channels, widen_generator
+from models.widen import block_channels, widen_generator
 
 
 def _trained_like_generator():
@@ -19,8 +19,9 @@ def _trained_like_generator():
 def test_widened_generator_draws_the_same_images_with_more_channels():
     cfg, G = _trained_like_generator()
     wide, kwargs = widen_generator(G, cfg.g_kwargs, channel_base=512, channel_max=64)
-    assert synthesis_channels(cfg.g_kwargs) == {4: 32, 8: 16, 16: 8}
-    assert synthesis_channels(kwargs) == {4: 64, 8: 64, 16: 32}
+    assert block_channels(G) == {4: 32, 8: 16, 16: 8}
+    assert block_channels(wide) == {4: 64, 8: 64, 16: 32}
+    assert kwargs["synthesis_kwargs"] == {"channel_base": 512, "channel_max": 64}
     assert wide.synthesis.b16.conv1.weight.shape[:2] == (32, 32)
     z = torch.randn(4, 16)
     for mode in ("const", "none"):
