@@ -40,6 +40,8 @@ class TrainOptions:
     resolution: int = 64
     batch: int = 32
     kimg: float = 100.0
+    # StyleGAN2-ADA's `paper256` rate; late in a run a lower one can win: face64 from the same 311k-image state
+    # reached MobileNet KID 84e-3 at 333k with --lr 0.001 against 122e-3 at 335k with this one.
     g_lr: float = 0.0025
     d_lr: float = 0.0025
     r1_gamma: float = 0.1
