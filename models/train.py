@@ -313,6 +313,17 @@ def export(trainer: Trainer, path: Path, *, licence: str, provenance: str, name:
     return save_model(path, config, G, copy.deepcopy(trainer.D).cpu().eval(), dtype=dtype)
 
 
+def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nimg: int) -> str:
+    """Provenance of one training run: its data, how far it got and the options that shape the weights."""
+    where = f"trained by models.train on {data} ({n_train} images, {n_held} held out by name hash) to {nimg:,} images"
+    precision = "bf16" if opts.bf16 else "fp32"
+    if opts.arch == "dcgan":
+        return f"{where} ({precision})"
+    augment = "+".join(opts.augment) if opts.augment else "none"
+    return (f"{where} ({precision}, lr {opts.g_lr:g}, R1 gamma {opts.r1_gamma:g}, path-length weight "
+            f"{opts.pl_weight:g}, DiffAugment {augment})")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="folder of training images")
@@ -425,10 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         trainer.config = trainer.config.replace(domain=a.domain)
     stop = StopFlag()
     stop.install()
-    provenance = (f"trained by models.train on {Path(a.data).name} ({len(train_files)} images, "
-                  f"{len(held)} held out by name hash)")
-    if trainer.config.provenance:  # a run continued from a shipped model keeps that model's history on --resume too
-        provenance = f"{trainer.config.provenance}; then {provenance}"
+    def provenance() -> str:
+        segment = run_segment(opts, data=Path(a.data).name, n_train=len(train_files), n_held=len(held),
+                              nimg=trainer.nimg)
+        # A run continued from a shipped model keeps that model's history, on --resume too.
+        return f"{trainer.config.provenance}; then {segment}" if trainer.config.provenance else segment
 
     def snapshot() -> None:
         tmp = out / "state.pt.tmp"
@@ -436,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(out / "state.pt")
         save_grid(trainer.G_ema, out / "samples.png", device=device)
         if a.export:
-            export(trainer, Path(a.export), licence=a.licence, provenance=provenance,
+            export(trainer, Path(a.export), licence=a.licence, provenance=provenance(),
                    name=Path(a.export).stem)
 
     quality = (SampleQualityLog(a.metric, held, opts.resolution, fake=a.metric_fake, path=out / "metrics.jsonl")

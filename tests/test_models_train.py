@@ -7,7 +7,7 @@ from PIL import Image
 import models
 from models.augment import diff_augment
 from models.dataset import is_held_out, split_files
-from models.train import Trainer, TrainOptions, export, main, make_config
+from models.train import Trainer, TrainOptions, export, main, make_config, run_segment
 
 
 def _images(n=8, r=64):
@@ -103,6 +103,16 @@ def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
     assert "continued from first (8 images seen)" in after_model
     assert after_state.provenance.startswith(after_model.split("; then ")[0] + "; then ")
     assert after_state.images_seen == 24
+    # Each export says how far its own run got, not the first export's count.
+    assert after_model.endswith("held out by name hash) to 16 images (fp32)")
+    assert after_state.provenance.endswith("to 24 images (fp32)")
+
+
+def test_run_segment_names_the_options_that_shape_stylegan2_weights():
+    opts = TrainOptions(g_lr=0.001, d_lr=0.001, pl_weight=0.0, bf16=False, augment=("color", "translation"))
+    text = run_segment(opts, data="faces", n_train=100, n_held=2, nimg=356800)
+    assert text == ("trained by models.train on faces (100 images, 2 held out by name hash) to 356,800 images "
+                    "(fp32, lr 0.001, R1 gamma 0.1, path-length weight 0, DiffAugment color+translation)")
 
 
 def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path):
