@@ -68,6 +68,10 @@ class TrainOptions:
     dcgan_width: int = 64
 
 
+# Radford et al.'s DCGAN rate (Adam beta1 0.5); --lr and the R1/path-length options are StyleGAN2's only.
+DCGAN_LR = 2e-4
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM so the loop can save and exit cleanly."""
 
@@ -175,8 +179,8 @@ class Trainer:
                 if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
                     torch.nn.init.normal_(m.weight, 0.0, 0.02)
             self.G_ema.load_state_dict(self.G.state_dict())
-            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=DCGAN_LR, betas=(0.5, 0.999))
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=DCGAN_LR, betas=(0.5, 0.999))
         else:
             r = opts.r1_interval / (opts.r1_interval + 1)
             self.opt_G = torch.optim.Adam(self.G.parameters(), lr=opts.g_lr, betas=(0.0, 0.99), eps=1e-8)
@@ -317,9 +321,9 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
     """Provenance of one training run: its data, how far it got and the options that shape the weights."""
     where = f"trained by models.train on {data} ({n_train} images, {n_held} held out by name hash) to {nimg:,} images"
     precision = "bf16" if opts.bf16 else "fp32"
-    if opts.arch == "dcgan":
-        return f"{where} ({precision})"
     augment = "+".join(opts.augment) if opts.augment else "none"
+    if opts.arch == "dcgan":
+        return f"{where} ({precision}, lr {DCGAN_LR:g}, DiffAugment {augment})"
     return (f"{where} ({precision}, lr {opts.g_lr:g}, R1 gamma {opts.r1_gamma:g}, path-length weight "
             f"{opts.pl_weight:g}, DiffAugment {augment})")
 

@@ -104,8 +104,8 @@ def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
     assert after_state.provenance.startswith(after_model.split("; then ")[0] + "; then ")
     assert after_state.images_seen == 24
     # Each export says how far its own run got, not the first export's count.
-    assert after_model.endswith("held out by name hash) to 16 images (fp32)")
-    assert after_state.provenance.endswith("to 24 images (fp32)")
+    assert after_model.endswith("held out by name hash) to 16 images (fp32, lr 0.0002, DiffAugment color+translation)")
+    assert after_state.provenance.endswith("to 24 images (fp32, lr 0.0002, DiffAugment color+translation)")
 
 
 def test_run_segment_names_the_options_that_shape_stylegan2_weights():
