@@ -324,8 +324,9 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
     augment = "+".join(opts.augment) if opts.augment else "none"
     if opts.arch == "dcgan":
         return f"{where} ({precision}, lr {DCGAN_LR:g}, DiffAugment {augment})"
-    return (f"{where} ({precision}, lr {opts.g_lr:g}, R1 gamma {opts.r1_gamma:g}, path-length weight "
-            f"{opts.pl_weight:g}, DiffAugment {augment})")
+    lr = f"lr {opts.g_lr:g}" if opts.g_lr == opts.d_lr else f"lr G {opts.g_lr:g} D {opts.d_lr:g}"
+    return (f"{where} ({precision}, {lr}, R1 gamma {opts.r1_gamma:g}, path-length weight "
+            f"{opts.pl_weight:g}, EMA half-life {opts.ema_kimg:g} kimg, DiffAugment {augment})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -353,6 +354,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=TrainOptions.g_lr, help="StyleGAN2 G and D learning rate "
                    "(also on --resume, replacing the saved one)")
     p.add_argument("--r1-gamma", type=float, default=0.1)
+    p.add_argument("--ema-kimg", type=float, default=TrainOptions.ema_kimg,
+                   help="G_ema half-life in thousands of images (capped early in a run by the 5%% ramp-up)")
     p.add_argument("--pl-weight", type=float, default=TrainOptions.pl_weight,
                    help="path-length regulariser weight (0: off)")
     p.add_argument("--channel-base", type=int, default=2048)
@@ -409,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(a.device)
     bf16 = use_bf16("fp32" if a.no_bf16 else a.precision, device)
     opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16, g_lr=a.lr, d_lr=a.lr,
-                        r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, holdout_fraction=a.holdout, seed=a.seed,
+                        r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout, seed=a.seed,
                         channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         augment=tuple(a.augment))
     out = Path(a.out)

@@ -1,4 +1,7 @@
 """Training pipeline: a few real steps of each architecture, resume state, export, CLI."""
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -112,7 +115,38 @@ def test_run_segment_names_the_options_that_shape_stylegan2_weights():
     opts = TrainOptions(g_lr=0.001, d_lr=0.001, pl_weight=0.0, bf16=False, augment=("color", "translation"))
     text = run_segment(opts, data="faces", n_train=100, n_held=2, nimg=356800)
     assert text == ("trained by models.train on faces (100 images, 2 held out by name hash) to 356,800 images "
-                    "(fp32, lr 0.001, R1 gamma 0.1, path-length weight 0, DiffAugment color+translation)")
+                    "(fp32, lr 0.001, R1 gamma 0.1, path-length weight 0, EMA half-life 10 kimg, "
+                    "DiffAugment color+translation)")
+    # A hand-built run with different G and D rates must not read as one rate.
+    both = run_segment(dataclasses.replace(opts, d_lr=0.002, ema_kimg=20.0), data="faces", n_train=100, n_held=2,
+                       nimg=1)
+    assert "lr G 0.001 D 0.002," in both and "EMA half-life 20 kimg" in both
+
+
+def test_ema_kimg_option_reaches_the_run_and_its_provenance(tmp_path):
+    data = _image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
+                 "--channel-max", "16", "--z-dim", "16", "--kimg", "0.004", "--ema-kimg", "20", "--out", str(out),
+                 "--export", str(out / "m.safetensors")]) == 0
+    assert torch.load(out / "state.pt", weights_only=True)["opts"]["ema_kimg"] == 20.0
+    assert "EMA half-life 20 kimg" in json.loads((out / "m.json").read_text())["provenance"]
+
+
+@pytest.mark.parametrize("ema_kimg", [10.0, 20.0])
+def test_g_ema_moves_towards_g_by_the_half_life_fraction(ema_kimg):
+    opts = TrainOptions(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, ema_kimg=ema_kimg)
+    t = Trainer(opts, make_config(opts, data_name="random"), _images(), torch.device("cpu"))
+    t.nimg = 10**7  # past the ramp-up, so the half-life is ema_kimg itself
+    with torch.no_grad():
+        for p, p_ema in zip(t.G.parameters(), t.G_ema.parameters()):
+            p.fill_(1.0)
+            p_ema.zero_()
+    t._update_ema()
+    moved = 1 - 0.5 ** (4 / (ema_kimg * 1000))
+    for p in t.G_ema.parameters():
+        assert torch.allclose(p, torch.full_like(p, moved), rtol=1e-4)
+
 
 
 def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path):
