@@ -412,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(a.device)
     bf16 = use_bf16("fp32" if a.no_bf16 else a.precision, device)
     opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16, g_lr=a.lr, d_lr=a.lr,
-                        r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout, seed=a.seed,
-                        channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
+                        r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout,
+                        seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         augment=tuple(a.augment))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,6 @@ def test_g_ema_moves_towards_g_by_the_half_life_fraction(ema_kimg):
         assert torch.allclose(p, torch.full_like(p, moved), rtol=1e-4)
 
 
-
 def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path):
     data = _image_folder(tmp_path / "data")
     common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
