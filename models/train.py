@@ -326,7 +326,8 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
         return f"{where} ({precision}, lr {DCGAN_LR:g}, DiffAugment {augment})"
     lr = f"lr {opts.g_lr:g}" if opts.g_lr == opts.d_lr else f"lr G {opts.g_lr:g} D {opts.d_lr:g}"
     return (f"{where} ({precision}, {lr}, R1 gamma {opts.r1_gamma:g}, path-length weight "
-            f"{opts.pl_weight:g}, EMA half-life {opts.ema_kimg:g} kimg, DiffAugment {augment})")
+            f"{opts.pl_weight:g}, EMA half-life {opts.ema_kimg:g} kimg, style mixing {opts.style_mixing:g}, "
+            f"DiffAugment {augment})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -358,6 +359,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="G_ema half-life in thousands of images (capped early in a run by the 5%% ramp-up)")
     p.add_argument("--pl-weight", type=float, default=TrainOptions.pl_weight,
                    help="path-length regulariser weight (0: off)")
+    p.add_argument("--style-mixing", type=float, default=TrainOptions.style_mixing,
+                   help="probability that a batch mixes two latents (StyleGAN2-ADA: 0.9 in paper256, 0 in cifar)")
     p.add_argument("--channel-base", type=int, default=2048)
     p.add_argument("--channel-max", type=int, default=256)
     p.add_argument("--z-dim", type=int, default=256)
@@ -413,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = use_bf16("fp32" if a.no_bf16 else a.precision, device)
     opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16, g_lr=a.lr, d_lr=a.lr,
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout,
+                        style_mixing=a.style_mixing,
                         seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         augment=tuple(a.augment))
     out = Path(a.out)

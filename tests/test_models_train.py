@@ -115,7 +115,7 @@ def test_run_segment_names_the_options_that_shape_stylegan2_weights():
     opts = TrainOptions(g_lr=0.001, d_lr=0.001, pl_weight=0.0, bf16=False, augment=("color", "translation"))
     text = run_segment(opts, data="faces", n_train=100, n_held=2, nimg=356800)
     assert text == ("trained by models.train on faces (100 images, 2 held out by name hash) to 356,800 images "
-                    "(fp32, lr 0.001, R1 gamma 0.1, path-length weight 0, EMA half-life 10 kimg, "
+                    "(fp32, lr 0.001, R1 gamma 0.1, path-length weight 0, EMA half-life 10 kimg, style mixing 0.5, "
                     "DiffAugment color+translation)")
     # A hand-built run with different G and D rates must not read as one rate.
     both = run_segment(dataclasses.replace(opts, d_lr=0.002, ema_kimg=20.0), data="faces", n_train=100, n_held=2,
@@ -123,14 +123,16 @@ def test_run_segment_names_the_options_that_shape_stylegan2_weights():
     assert "lr G 0.001 D 0.002," in both and "EMA half-life 20 kimg" in both
 
 
-def test_ema_kimg_option_reaches_the_run_and_its_provenance(tmp_path):
+def test_ema_and_style_mixing_options_reach_the_run_and_its_provenance(tmp_path):
     data = _image_folder(tmp_path / "data")
     out = tmp_path / "run"
     assert main(["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
-                 "--channel-max", "16", "--z-dim", "16", "--kimg", "0.004", "--ema-kimg", "20", "--out", str(out),
+                 "--channel-max", "16", "--z-dim", "16", "--kimg", "0.004", "--ema-kimg", "20", "--style-mixing", "0", "--out", str(out),
                  "--export", str(out / "m.safetensors")]) == 0
-    assert torch.load(out / "state.pt", weights_only=True)["opts"]["ema_kimg"] == 20.0
-    assert "EMA half-life 20 kimg" in json.loads((out / "m.json").read_text())["provenance"]
+    saved = torch.load(out / "state.pt", weights_only=True)["opts"]
+    assert saved["ema_kimg"] == 20.0 and saved["style_mixing"] == 0.0
+    provenance = json.loads((out / "m.json").read_text())["provenance"]
+    assert "EMA half-life 20 kimg" in provenance and "style mixing 0," in provenance
 
 
 @pytest.mark.parametrize("ema_kimg", [10.0, 20.0])
