@@ -127,8 +127,8 @@ def test_ema_and_style_mixing_options_reach_the_run_and_its_provenance(tmp_path)
     data = _image_folder(tmp_path / "data")
     out = tmp_path / "run"
     assert main(["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
-                 "--channel-max", "16", "--z-dim", "16", "--kimg", "0.004", "--ema-kimg", "20", "--style-mixing", "0", "--out", str(out),
-                 "--export", str(out / "m.safetensors")]) == 0
+                 "--channel-max", "16", "--z-dim", "16", "--kimg", "0.004", "--ema-kimg", "20", "--style-mixing", "0",
+                 "--out", str(out), "--export", str(out / "m.safetensors")]) == 0
     saved = torch.load(out / "state.pt", weights_only=True)["opts"]
     assert saved["ema_kimg"] == 20.0 and saved["style_mixing"] == 0.0
     provenance = json.loads((out / "m.json").read_text())["provenance"]
