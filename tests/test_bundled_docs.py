@@ -27,12 +27,13 @@ def _readme_row(name: str) -> str:
     return rows[0]
 
 
-def _training_rows(name: str) -> list[str]:
-    """Rows of the shipped-checkpoint table in `name`'s section of models/TRAINING.md."""
+def _training_rows(name: str) -> dict[int, str]:
+    """{images seen: row} of the shipped-checkpoint table in `name`'s section of models/TRAINING.md."""
     text = (ROOT / "models" / "TRAINING.md").read_text(encoding="utf-8")
     section = re.search(rf"^## {re.escape(name)} .*?(?=^## |\Z)", text, flags=re.M | re.S)
     assert section, f"models/TRAINING.md has no section for {name}"
-    return [line for line in section.group(0).splitlines() if re.match(r"\| [\d,]+ \|", line)]
+    rows = (re.match(r"\| ([\d,]+) \|", line) for line in section.group(0).splitlines())
+    return {int(m.group(1).replace(",", "")): m.string for m in rows if m}
 
 
 def test_every_bundled_model_has_figures_to_state() -> None:
@@ -66,7 +67,5 @@ def test_training_record_ends_at_the_shipped_checkpoint(name: str) -> None:
     cfg = _config(name)
     rows = _training_rows(name)
     assert rows, f"no shipped-checkpoint rows for {name}"
-    seen = [int(re.match(r"\| ([\d,]+) \|", row).group(1).replace(",", "")) for row in rows]
-    assert max(seen) == cfg["images_seen"], f"{name}: TRAINING.md's last checkpoint is {max(seen):,}"
-    last = rows[seen.index(max(seen))]
-    assert f"{cfg['metrics']['heldout_reconstruction']['psnr_mean']:.2f}" in last
+    assert max(rows) == cfg["images_seen"], f"{name}: TRAINING.md's last checkpoint is {max(rows):,}"
+    assert f"{cfg['metrics']['heldout_reconstruction']['psnr_mean']:.2f}" in rows[max(rows)]
