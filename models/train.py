@@ -323,9 +323,9 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
     precision = "bf16" if opts.bf16 else "fp32"
     augment = "+".join(opts.augment) if opts.augment else "none"
     if opts.arch == "dcgan":
-        return f"{where} ({precision}, lr {DCGAN_LR:g}, DiffAugment {augment})"
+        return f"{where} ({precision}, batch {opts.batch}, lr {DCGAN_LR:g}, DiffAugment {augment})"
     lr = f"lr {opts.g_lr:g}" if opts.g_lr == opts.d_lr else f"lr G {opts.g_lr:g} D {opts.d_lr:g}"
-    return (f"{where} ({precision}, {lr}, R1 gamma {opts.r1_gamma:g}, path-length weight "
+    return (f"{where} ({precision}, batch {opts.batch}, {lr}, R1 gamma {opts.r1_gamma:g}, path-length weight "
             f"{opts.pl_weight:g}, EMA half-life {opts.ema_kimg:g} kimg, style mixing {opts.style_mixing:g}, "
             f"DiffAugment {augment})")
 

@@ -59,7 +59,10 @@ def test_readme_row_states_the_recorded_sample_quality(name: str) -> None:
         assert f"{round(mobilenet['fid'])} / {mobilenet['kid']:.2g}" in row
     if "dlib-face" in quality:
         dlib = quality["dlib-face"]
-        assert f"dlib {dlib['fid']:.2g} / {dlib['kid']:.2g}" in row
+        # Written as plain decimals (0.000095, not 9.5e-05); read back, they must match to two significant figures.
+        found = re.search(r"dlib ([0-9.e+-]+) / ([0-9.e+-]+)", row)
+        assert found, row
+        assert [float(v) for v in found.groups()] == [float(f"{dlib['fid']:.2g}"), float(f"{dlib['kid']:.2g}")]
 
 
 @pytest.mark.parametrize("name", ["face64", "cat64"])

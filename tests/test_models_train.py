@@ -107,16 +107,16 @@ def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
     assert after_state.provenance.startswith(after_model.split("; then ")[0] + "; then ")
     assert after_state.images_seen == 24
     # Each export says how far its own run got, not the first export's count.
-    assert after_model.endswith("held out by name hash) to 16 images (fp32, lr 0.0002, DiffAugment color+translation)")
-    assert after_state.provenance.endswith("to 24 images (fp32, lr 0.0002, DiffAugment color+translation)")
+    assert after_model.endswith("held out by name hash) to 16 images (fp32, batch 4, lr 0.0002, DiffAugment color+translation)")
+    assert after_state.provenance.endswith("to 24 images (fp32, batch 4, lr 0.0002, DiffAugment color+translation)")
 
 
 def test_run_segment_names_the_options_that_shape_stylegan2_weights():
     opts = TrainOptions(g_lr=0.001, d_lr=0.001, pl_weight=0.0, bf16=False, augment=("color", "translation"))
     text = run_segment(opts, data="faces", n_train=100, n_held=2, nimg=356800)
     assert text == ("trained by models.train on faces (100 images, 2 held out by name hash) to 356,800 images "
-                    "(fp32, lr 0.001, R1 gamma 0.1, path-length weight 0, EMA half-life 10 kimg, style mixing 0.5, "
-                    "DiffAugment color+translation)")
+                    "(fp32, batch 32, lr 0.001, R1 gamma 0.1, path-length weight 0, EMA half-life 10 kimg, "
+                    "style mixing 0.5, DiffAugment color+translation)")
     # A hand-built run with different G and D rates must not read as one rate.
     both = run_segment(dataclasses.replace(opts, d_lr=0.002, ema_kimg=20.0), data="faces", n_train=100, n_held=2,
                        nimg=1)
