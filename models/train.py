@@ -124,12 +124,17 @@ def _autocast(opts: TrainOptions, device: torch.device):
 
 def sample_batch(images: torch.Tensor, batch: int, *, xflip: bool, gen: torch.Generator,
                  device: torch.device) -> torch.Tensor:
+    """A random batch of uint8 `[N, 3, R, R]` images (x-flipped at random) -> float `[-1, 1]` on `device`."""
     idx = torch.randint(0, images.shape[0], (batch,), generator=gen)
-    x = images[idx].to(device).float() / 127.5 - 1
+    x = images[idx]
     if xflip:
         flip = torch.rand(batch, generator=gen) < 0.5
-        x[flip] = x[flip].flip(3)
-    return x
+        # torch.where, not boolean indexing: indexing by a mask needs its count, a device sync on a GPU.
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if device.type == "cuda":
+        # A pageable copy waits for the GPU to drain; a pinned one is queued behind the step before it.
+        x = x.pin_memory().to(device, non_blocking=True)
+    return x.to(device).float() / 127.5 - 1
 
 
 def generate(G: torch.nn.Module, z: torch.Tensor, *, style_mixing: float) -> torch.Tensor:
@@ -215,7 +220,8 @@ class Trainer:
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.opts.augment) if self.opts.augment else x
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> dict[str, torch.Tensor]:
+        """One G and one D update -> losses as 0-dim tensors on the device (reading one waits for the device)."""
         o, dev = self.opts, self.device
         n = o.batch
         real = sample_batch(self.images, n, xflip=o.xflip, gen=self.gen, device=dev)
@@ -228,7 +234,7 @@ class Trainer:
             g_loss = F.softplus(-self.D(self._aug(fake))).float().mean()
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
-        pl = torch.zeros([])
+        pl = torch.zeros([], device=dev)
         if o.arch == "stylegan2" and o.pl_weight > 0 and self.step_idx % o.pl_interval == 0:
             pl = self._path_length_penalty(max(n // 2, 1))
             (pl * o.pl_weight * o.pl_interval).backward()
@@ -243,7 +249,7 @@ class Trainer:
                       + F.softplus(-self.D(self._aug(real))).float().mean())
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
-        r1 = torch.zeros([])
+        r1 = torch.zeros([], device=dev)
         if o.arch == "stylegan2" and o.r1_gamma > 0 and self.step_idx % o.r1_interval == 0:
             r1 = r1_penalty(self.D, real[: max(n // 2, 1)], o, dev)
             (r1 * (o.r1_gamma / 2) * o.r1_interval).backward()
@@ -251,7 +257,7 @@ class Trainer:
         self.nimg += n
         self.step_idx += 1
         self._update_ema()
-        return {"g": float(g_loss.detach()), "d": float(d_loss.detach()), "r1": float(r1.detach())}
+        return {"g": g_loss.detach(), "d": d_loss.detach(), "r1": r1.detach()}
 
     def _path_length_penalty(self, batch: int) -> torch.Tensor:
         """StyleGAN2 path-length regulariser: keep |J_w^T y| close to its running mean."""
@@ -273,10 +279,9 @@ class Trainer:
             ema_nimg = min(ema_nimg, self.nimg * o.ema_rampup)
         beta = 0.5 ** (o.batch / max(ema_nimg, 1e-8))
         with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+            # One fused call per list, not one kernel per tensor: on a GPU the step is launch-bound.
+            torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - beta)
+            torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))
 
 
 def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor, device: torch.device, *,
@@ -466,24 +471,37 @@ def main(argv: list[str] | None = None) -> int:
                if a.metric and held else None)
     next_metric = trainer.nimg
     t_last, t_snap, n_last = time.time(), time.time(), trainer.nimg
+    finite = torch.ones([], dtype=torch.bool, device=device)
+
+    def diverged() -> bool:
+        # Losses are read only here (a device sync), not every step; weights are never saved after a bad step.
+        if bool(finite):
+            return False
+        log.error("non-finite loss by %d images: stopping without saving", trainer.nimg)
+        return True
+
     while trainer.nimg < opts.kimg * 1000 and not stop.stop:
         losses = trainer.step()
-        if not all(math.isfinite(v) for v in losses.values()):
-            log.error("non-finite loss %s at %d images: stopping without saving", losses, trainer.nimg)
-            return 1
+        finite &= torch.isfinite(torch.stack(list(losses.values()))).all()
         now = time.time()
         if now - t_last > 60:
+            if diverged():
+                return 1
             ips = (trainer.nimg - n_last) / (now - t_last)
             log.info("kimg %.1f  img/s %.1f  G %.3f  D %.3f  R1 %.3f", trainer.nimg / 1000, ips,
-                     losses["g"], losses["d"], losses["r1"])
+                     float(losses["g"]), float(losses["d"]), float(losses["r1"]))
             t_last, n_last = now, trainer.nimg
         if quality is not None and trainer.nimg >= next_metric:
             with torch.autocast(device.type, enabled=False):
                 quality(trainer)
             next_metric = trainer.nimg + a.metric_kimg * 1000
         if now - t_snap > a.snapshot_min * 60:
+            if diverged():
+                return 1
             snapshot()
             t_snap = now
+    if diverged():
+        return 1
     snapshot()
     log.info("stopped at %d images (%s)", trainer.nimg, "signal" if stop.stop else "done")
     return 0

@@ -10,7 +10,7 @@ from PIL import Image
 import models
 from models.augment import diff_augment
 from models.dataset import is_held_out, split_files
-from models.train import Trainer, TrainOptions, export, main, make_config, run_segment
+from models.train import Trainer, TrainOptions, export, main, make_config, run_segment, sample_batch
 
 
 def _images(n=8, r=64):
@@ -25,7 +25,7 @@ def test_steps_resume_and_export(tmp_path, arch, extra):
     t = Trainer(opts, cfg, _images(), torch.device("cpu"))
     before = {k: v.clone() for k, v in t.G.state_dict().items()}
     losses = t.step()
-    assert all(np.isfinite(v) for v in losses.values()) and t.nimg == 4
+    assert all(bool(torch.isfinite(v)) for v in losses.values()) and t.nimg == 4
     if arch == "stylegan2":
         assert losses["r1"] > 0 and float(t.pl_mean) > 0
     assert any(not torch.equal(before[k], v) for k, v in t.G.state_dict().items())
@@ -187,3 +187,29 @@ def test_lr_option_sets_both_optimisers_and_wins_over_a_resumed_state(tmp_path):
     g1, d1 = saved_lrs()
     # D's rate carries the lazy-R1 correction r = 16/17 in both runs.
     assert g1 == pytest.approx(0.001) and d1 / g1 == pytest.approx(d0 / g0)
+
+
+def test_sample_batch_draws_whole_images_some_flipped():
+    images = torch.arange(6 * 3 * 4 * 4, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(6, 3, 4, 4)
+    x = sample_batch(images, 64, xflip=True, gen=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    assert x.shape == (64, 3, 4, 4) and x.dtype == torch.float32 and -1 <= float(x.min()) <= float(x.max()) <= 1
+    as_uint8 = ((x + 1) * 127.5).round().to(torch.uint8)
+    plain = [any(torch.equal(b, im) for im in images) for b in as_uint8]
+    flipped = [any(torch.equal(b, im.flip(2)) for im in images) for b in as_uint8]
+    assert all(p or f for p, f in zip(plain, flipped)) and any(flipped) and any(plain)
+
+
+def test_a_non_finite_loss_stops_the_run_without_saving(tmp_path, monkeypatch):
+    data = _image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    real_step = Trainer.step
+
+    def bad_step(self):
+        losses = real_step(self)
+        return {**losses, "d": torch.tensor(float("nan"))}
+
+    monkeypatch.setattr(Trainer, "step", bad_step)
+    assert main(["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
+                 "--channel-max", "16", "--z-dim", "16", "--kimg", "0.008", "--out", str(out),
+                 "--export", str(out / "m.safetensors")]) == 1
+    assert not (out / "state.pt").exists() and not (out / "m.safetensors").exists()
