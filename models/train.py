@@ -133,8 +133,8 @@ def sample_batch(images: torch.Tensor, batch: int, *, xflip: bool, gen: torch.Ge
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if device.type == "cuda":
         # A pageable copy waits for the GPU to drain; a pinned one is queued behind the step before it.
-        x = x.pin_memory().to(device, non_blocking=True)
-    return x.to(device).float() / 127.5 - 1
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True).float() / 127.5 - 1
 
 
 def generate(G: torch.nn.Module, z: torch.Tensor, *, style_mixing: float) -> torch.Tensor:
