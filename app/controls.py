@@ -1,14 +1,18 @@
 """The settings sliders of a tab: raw component values -> validated `Controls` -> the engine's InversionConfig.
 
-Errors are friendly `gr.Error`s naming the slider; per-tab defaults come from the engine (`engine.default_config`).
+Errors are friendly `gr.Error`s naming the slider; per-tab defaults come from the engine (`engine.default_config`),
+with the model's own task overrides (`ModelConfig.task_defaults`) applied.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import gradio as gr
 
 import engine
 from engine.tuning import TUNABLE_TASKS
@@ -43,8 +47,8 @@ def defaults_task(tab: str) -> str:
     return "reconstruct" if tab == "interpolate" else tab
 
 
-def control_defaults(tab: str, arch: str = "stylegan2") -> Controls:
-    cfg = engine.default_config(defaults_task(tab), arch=arch)
+def control_defaults(tab: str, arch: str = "stylegan2", overrides: engine.TaskDefaults | None = None) -> Controls:
+    cfg = engine.default_config(defaults_task(tab), arch=arch, overrides=overrides)
     w = cfg.weights
     return Controls(latent_space=cfg.latent_space, steps=cfg.steps, lr=cfg.lr, l1=w.l1, l2=w.l2,
                     perceptual=w.perceptual,
@@ -53,9 +57,31 @@ def control_defaults(tab: str, arch: str = "stylegan2") -> Controls:
                     seed=cfg.seed, preview_every=cfg.preview_every)
 
 
-def all_defaults(arch: str) -> tuple:
-    """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the architecture `arch`."""
-    return tuple(itertools.chain.from_iterable(dataclasses.astuple(control_defaults(t, arch)) for t in TABS))
+def all_defaults(arch: str, overrides: engine.TaskDefaults | None = None) -> tuple:
+    """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the architecture `arch` and task `overrides`."""
+    return tuple(itertools.chain.from_iterable(dataclasses.astuple(control_defaults(t, arch, overrides))
+                                               for t in TABS))
+
+
+def defaults_key(arch: str, overrides: engine.TaskDefaults | None = None) -> str:
+    """What a model's defaults depend on, as a string a gr.State can hold (see `changed_defaults`)."""
+    return json.dumps({"arch": arch, "task_defaults": overrides or {}}, sort_keys=True)
+
+
+def changed_defaults(previous_key: str | None, key: str) -> tuple:
+    """Every tab's controls (TABS order, CONTROL_FIELDS each) after a model change: the new defaults for each tab
+    whose defaults differ between the two keys, gr.skip() (the user's settings stay) for the others."""
+    new = json.loads(key)
+    try:
+        old = json.loads(previous_key) if previous_key else None
+    except (TypeError, ValueError):
+        old = None
+    out: list = []
+    for tab in TABS:
+        d = control_defaults(tab, new["arch"], new["task_defaults"])
+        same = old is not None and control_defaults(tab, old["arch"], old["task_defaults"]) == d
+        out.extend([gr.skip()] * len(CONTROL_FIELDS) if same else dataclasses.astuple(d))
+    return tuple(out)
 
 
 def number(label: str, value: Any, *, integer: bool = False, minimum: float | None = None,
@@ -102,7 +128,8 @@ def parse_controls(values: tuple) -> Controls:
     return c
 
 
-def build_config(tab: str, arch: str, c: Controls, *, max_steps: int, notices: list[str]) -> engine.InversionConfig:
+def build_config(tab: str, arch: str, c: Controls, *, max_steps: int, notices: list[str],
+                 overrides: engine.TaskDefaults | None = None) -> engine.InversionConfig:
     """The engine config of a run of `tab`: its defaults with the controls applied, steps capped at `max_steps`
     (the server's limit; a notice and a warning say so)."""
     steps = c.steps
@@ -111,7 +138,7 @@ def build_config(tab: str, arch: str, c: Controls, *, max_steps: int, notices: l
         notices.append(msg)
         warn(msg)
         steps = max_steps
-    base = engine.default_config(defaults_task(tab), arch=arch)
+    base = engine.default_config(defaults_task(tab), arch=arch, overrides=overrides)
     weights = dataclasses.replace(base.weights, l1=float(c.l1), l2=float(c.l2), perceptual=float(c.perceptual),
                                   latent_dist=float(c.latent_dist))
     cfg = base.replace(latent_space=c.latent_space, steps=int(steps), lr=float(c.lr), optimizer=c.optimizer,

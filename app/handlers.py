@@ -23,13 +23,13 @@ import gradio as gr
 from engine.interpolate import render as render_latent
 
 from . import inputs, interpolation, views
-from .controls import CONTROL_FIELDS, all_defaults, control_defaults
+from .controls import all_defaults, changed_defaults, control_defaults, defaults_key
 from .direct import RunFrames
 from .model_cache import ModelCache, describe
 from .session import THUMB, Session, SessionRegistry
 from .settings import Settings
 from .streaming import Runner
-from .tabs import TABS, as_user_error
+from .tabs import as_user_error
 
 
 class Handlers:
@@ -214,22 +214,25 @@ class Handlers:
     # ----------------------------------------------------------------------------------- helpers
 
     def reset_defaults(self, tab: str, model_choice: str | None) -> tuple:
-        """The tab's default controls for the chosen model's architecture."""
-        arch = describe(model_choice, self.settings).arch
-        return dataclasses.astuple(control_defaults(tab, arch))
+        """The tab's default controls for the chosen model (its architecture and task overrides)."""
+        info = describe(model_choice, self.settings)
+        return dataclasses.astuple(control_defaults(tab, info.arch, info.task_defaults))
 
     def all_defaults(self, model_choice: str | None) -> tuple:
-        """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the model's architecture."""
-        return all_defaults(describe(model_choice, self.settings).arch)
+        """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the chosen model."""
+        info = describe(model_choice, self.settings)
+        return all_defaults(info.arch, info.task_defaults)
 
-    def model_changed(self, model_choice: str | None, previous_arch: str | None) -> tuple:
-        """(arch, *every tab's controls): reset to the new defaults only when the architecture changed
-        (StyleGAN2 <-> DCGAN), so switching between two StyleGAN2 models keeps the user's settings."""
-        arch = describe(model_choice, self.settings).arch
-        n = len(TABS) * len(CONTROL_FIELDS)
-        if arch == previous_arch:
-            return (arch,) + (gr.skip(),) * n
-        return (arch,) + self.all_defaults(model_choice)
+    def defaults_key(self, model_choice: str | None) -> str:
+        info = describe(model_choice, self.settings)
+        return defaults_key(info.arch, info.task_defaults)
+
+    def model_changed(self, model_choice: str | None, previous_key: str | None) -> tuple:
+        """(defaults key, *every tab's controls): a tab goes back to its defaults only when the new model's
+        defaults for it differ (StyleGAN2 <-> DCGAN, or a model's own task overrides), so switching between
+        models with the same defaults keeps the user's settings."""
+        key = self.defaults_key(model_choice)
+        return (key,) + changed_defaults(previous_key, key)
 
     def crop_view(self, source, crop_x, crop_y, crop_size, model_choice):
         """The photo with the square the model will see drawn on it (the aligned face on face models)."""

@@ -58,8 +58,7 @@ def interpolate(runner: Runner, session: Session, *, image_a: Any, image_b: Any,
         if loading:
             yield (None, None, f"**Loading** — {loading}", None, None, None, None, session)
         key, m = runner.model(key)
-        arch = getattr(m.G, "arch", m.config.arch)
-        cfg = runner.config("interpolate", arch, c, notices)
+        cfg = runner.config("interpolate", m, c, notices)
         if any(session.tune_steps.values()):
             notices.append("Interpolation morphs with the shared, untuned generator: pivotal tuning only "
                            "applies to the single-image tabs.")

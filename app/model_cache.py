@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -74,6 +74,7 @@ class ModelInfo:
     resolution: int | None
     domain: str
     licence: str
+    task_defaults: dict = field(default_factory=dict)  # the model's own overrides of the engine's task defaults
 
 
 def describe(choice: str | None, settings: Settings) -> ModelInfo:
@@ -86,7 +87,7 @@ def describe(choice: str | None, settings: Settings) -> ModelInfo:
         path = models_dir() / f"{value}.json" if value in bundled_names() else Path(value).with_suffix(".json")
         if path.is_file():
             cfg = ModelConfig.from_json(path.read_text(encoding="utf-8"))
-            return ModelInfo(cfg.arch, cfg.resolution, cfg.domain, cfg.licence)
+            return ModelInfo(cfg.arch, cfg.resolution, cfg.domain, cfg.licence, cfg.task_defaults)
     except (OSError, ValueError, KeyError, TypeError):
         log.info("could not describe model %r", value, exc_info=True)
     return ModelInfo("stylegan2", None, "unknown", "unknown")

@@ -102,9 +102,12 @@ class Runner:
             return None
         return f"Loading model {Path(key).name}…"
 
-    def config(self, tab: str, arch: str, c: Controls, notices: list[str]) -> engine.InversionConfig:
-        """The engine config of a run of `tab` (steps capped at the server's limit)."""
-        return build_config(tab, arch, c, max_steps=self.settings.max_steps, notices=notices)
+    def config(self, tab: str, model: engine.EngineModel, c: Controls, notices: list[str]) -> engine.InversionConfig:
+        """The engine config of a run of `tab` on `model` (its task overrides applied; steps capped at the
+        server's limit)."""
+        arch = getattr(model.G, "arch", model.config.arch)
+        return build_config(tab, arch, c, max_steps=self.settings.max_steps, notices=notices,
+                            overrides=model.config.task_defaults)
 
     # ----------------------------------------------------------------------------- streaming core
 
@@ -214,8 +217,7 @@ class Runner:
             if loading:
                 yield (None, None, None, None, f"**Loading** — {loading}", None, gr.skip(), session)
             key, model = self.model(key)
-            arch = getattr(model.G, "arch", model.config.arch)
-            cfg = self.config(task, arch, c, notices)
+            cfg = self.config(task, model, c, notices)
             cfg = with_tuning(task, cfg, session.tune_steps, max_steps=self.settings.max_steps, notices=notices)
             target, painted, extra, *framed = prepare_inputs(model, notices)
             request = engine.request_for_task(task, target, painted=painted, config=cfg, **extra)
@@ -255,8 +257,7 @@ class Runner:
             if chosen != record.model_key:
                 notices.append(f"Continuing with {record.model_name}, the model this run was made with.")
             key, model = self.model(record.model_key)
-            arch = getattr(model.G, "arch", model.config.arch)
-            cfg = self.config(task, arch, c, notices)
+            cfg = self.config(task, model, c, notices)
             if rewind:
                 k = number("Rewind to step", from_step, integer=True, minimum=0)
                 start = record.frame_at(int(k))

@@ -17,11 +17,11 @@ import gradio as gr
 from engine.tuning import TUNABLE_TASKS
 
 from .gradio_fixes import forget_session, keep_update_ids, quiet_queue
-from .controls import CONTROL_FIELDS, control_defaults
+from .controls import CONTROL_FIELDS, control_defaults, defaults_key
 from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
 from .handlers import Handlers
 from .inputs import CANVAS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY
-from .model_cache import describe, model_choices
+from .model_cache import ModelInfo, describe, model_choices
 from .session import delete_session
 from .settings import Settings
 from .tabs import PERCEPTUAL_NETS, TABS, user_error
@@ -134,8 +134,8 @@ def _face_align_info() -> str:
     return "Finds the face and warps it to the model's training framing (face models)."
 
 
-def _controls(tab: str, settings: Settings, arch: str) -> list:
-    d = control_defaults(tab, arch)
+def _controls(tab: str, settings: Settings, info: ModelInfo) -> list:
+    d = control_defaults(tab, info.arch, info.task_defaults)
     with gr.Accordion("Settings", open=False, elem_id=f"{tab}-settings"):
         with gr.Row():
             space = gr.Radio(["z", "w", "w+"], value=d.latent_space, label="Latent space",
@@ -228,7 +228,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
     app.__main__)."""
     h = handlers or Handlers(settings)
     model0 = model_for_tab(settings, TABS[0])  # the Model list follows the selected tab: app.domains
-    arch0 = describe(model0, settings).arch
+    info0 = describe(model0, settings)
     run_opts = dict(concurrency_id="inversion", concurrency_limit=settings.concurrency,
                     time_limit=int(settings.time_limit + 60), show_progress="minimal")
     private = dict(api_visibility="private")
@@ -258,7 +258,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     tab_block.select(follow.on_tab, [task, model, picked], [model], **private)
                     extra_out: list = []
                     if tab == "interpolate":
-                        interp = _interpolate_tab(h, settings, arch0, model, session, run_opts, suggest)
+                        interp = _interpolate_tab(h, settings, info0, model, session, run_opts, suggest)
                         all_controls += interp["controls"]
                         tab_block.select(h.library_choices, [session], [interp["a"], interp["b"]], **private)
                         continue
@@ -282,7 +282,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                         extra_out = [align_view]
                         inputs[1].change(lambda on: gr.update(visible=bool(on)), inputs[1], align_view, **private)
                     out = _result_panel(tab, settings)
-                    *controls, reset, tune = _controls(tab, settings, arch0)
+                    *controls, reset, tune = _controls(tab, settings, info0)
                     if tune is not None:
                         tune.change(h.set_tuning, [task, tune, session], [session], **private)
                     all_controls += controls
@@ -301,13 +301,13 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                                        [out.result, out.second, out.status], **private)
                     reset.click(h.reset_defaults, [task, model], controls, **private)
 
-        arch = gr.State(arch0)
+        defaults = gr.State(defaults_key(info0.arch, info0.task_defaults))  # see Handlers.model_changed
 
         def on_unload(request: gr.Request) -> None:
             h.on_unload(request)
             forget_session(demo, getattr(request, "session_hash", None))
         demo.unload(on_unload)
-        model.change(h.model_changed, [model, arch], [arch, *all_controls], **private).then(
+        model.change(h.model_changed, [model, defaults], [defaults, *all_controls], **private).then(
             h.model_info, [model], [model_md], **private)
     return demo
 
@@ -381,7 +381,7 @@ def _task_inputs(tab: str, h: Handlers, model: gr.Dropdown, suggest) -> list:
     return comps
 
 
-def _interpolate_tab(h: Handlers, settings: Settings, arch0: str, model, session, run_opts, suggest) -> dict:
+def _interpolate_tab(h: Handlers, settings: Settings, info0: ModelInfo, model, session, run_opts, suggest) -> dict:
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
@@ -416,7 +416,7 @@ def _interpolate_tab(h: Handlers, settings: Settings, arch0: str, model, session
         video = gr.Video(label="Morph (MP4)", interactive=False, autoplay=True, loop=True, height=settings.display_size)
         gif = gr.Image(label="Morph (GIF)", type="filepath", interactive=False, height=settings.display_size)
     gallery = gr.Gallery(label="Frames", columns=8, height="auto", interactive=False)
-    *controls, reset, _ = _controls("interpolate", settings, arch0)  # morphs use the untuned generator
+    *controls, reset, _ = _controls("interpolate", settings, info0)  # morphs use the untuned generator
     evt = run_btn.click(h.interpolate, [image_a, image_b, earlier_a, earlier_b, frames, model, *controls, session],
                         [preview, loss, status, video, gif, gallery, files, session], api_name="interpolate",
                         **run_opts)

@@ -8,10 +8,10 @@ Data contract: engine/types.py.
 from .handle import RunHandle, start_run
 from .inversion import run
 from .model import EngineModel, prepare
-from .tasks import default_config, operators_for, project_target, request_for_task
+from .tasks import TaskDefaults, default_config, operators_for, project_target, request_for_task
 from .types import (EngineError, Frame, InversionConfig, InversionRequest, LossWeights, OperatorSpec, TuningConfig,
                     known_from_fill_mask, known_from_strokes)
 
 __all__ = ["EngineError", "EngineModel", "Frame", "InversionConfig", "InversionRequest", "LossWeights",
-           "OperatorSpec", "default_config", "known_from_fill_mask", "known_from_strokes", "operators_for",
+           "OperatorSpec", "TaskDefaults", "default_config", "known_from_fill_mask", "known_from_strokes", "operators_for",
            "RunHandle", "prepare", "project_target", "request_for_task", "run", "start_run", "TuningConfig"]

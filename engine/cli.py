@@ -29,7 +29,7 @@ from .inversion import run
 from .model import EngineModel, prepare
 from .photo import CropBox, mask_to_frame, photo_composite, to_frame
 from .state import EditState, save_state
-from .tasks import request_for_task
+from .tasks import TaskDefaults, request_for_task
 from .types import TASKS, EngineError, Frame
 
 CLI_TASKS = TASKS + ("interpolate",)
@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     return add_config_options(p)
 
 
-def _config(a: argparse.Namespace, task: str, arch: str):
-    cfg = config_from_args(a, task=task, arch=arch).replace(seed=a.seed, bf16=a.bf16, preview_every=a.preview_every)
+def _config(a: argparse.Namespace, task: str, arch: str, overrides: TaskDefaults | None = None):
+    cfg = config_from_args(a, task=task, arch=arch, overrides=overrides).replace(seed=a.seed, bf16=a.bf16, preview_every=a.preview_every)
     cfg.validate()
     return cfg
 
@@ -94,7 +94,8 @@ def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str,
         painted = mask_to_frame(photo_painted, placement)
     if task == "inpaint" and painted is None:
         raise EngineError("inpaint needs --mask (white = region to fill)")
-    cfg = _config(a, task if task in TASKS else "reconstruct", getattr(model.G, "arch", "stylegan2"))
+    cfg = _config(a, task if task in TASKS else "reconstruct", getattr(model.G, "arch", "stylegan2"),
+                  model.config.task_defaults)
     req = request_for_task(task, target, painted=painted, config=cfg, kernel_size=a.kernel_size, sigma=a.sigma,
                            factor=a.factor, degrade_input=a.degrade_input)
     frames, history, quality = [], [], []

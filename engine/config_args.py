@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import math
 
-from .tasks import default_config
+from .tasks import TaskDefaults, default_config
 from .tuning import TUNABLE_TASKS
 from .types import PERCEPTUALS, EngineError, InversionConfig
 
@@ -49,9 +49,11 @@ def add_config_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(a: argparse.Namespace, *, task: str, arch: str) -> InversionConfig:
-    """The task's default config with every option given in `a` applied; raises EngineError on a bad value."""
-    cfg = default_config(task, arch=arch)
+def config_from_args(a: argparse.Namespace, *, task: str, arch: str,
+                     overrides: TaskDefaults | None = None) -> InversionConfig:
+    """The task's default config (the model's `overrides` included) with every option given in `a` applied;
+    raises EngineError on a bad value."""
+    cfg = default_config(task, arch=arch, overrides=overrides)
     weights = {name: getattr(a, name) for name, _ in WEIGHT_OPTIONS if getattr(a, name) is not None}
     for k, v in weights.items():
         if not math.isfinite(v) or v < 0:

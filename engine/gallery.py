@@ -39,7 +39,7 @@ from .inversion import run
 from .metrics import psnr, ssim
 from .model import EngineModel, prepare
 from .photo import Placement, chroma, footprint, from_frame, luma, photo_composite, to_frame
-from .tasks import project_target, request_for_task
+from .tasks import TaskDefaults, project_target, request_for_task
 from .types import InversionConfig
 
 log = logging.getLogger("engine.gallery")
@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     return add_config_options(p)
 
 
-def config_for(task: str, arch: str, a: argparse.Namespace) -> InversionConfig:
-    cfg = config_from_args(a, task=task, arch=arch)
+def config_for(task: str, arch: str, a: argparse.Namespace, overrides: TaskDefaults | None = None) -> InversionConfig:
+    cfg = config_from_args(a, task=task, arch=arch, overrides=overrides)
     return cfg.replace(preview_every=cfg.steps)
 
 
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     configs = {}
     for task in tasks:
-        cfg = configs[task] = config_for(task, arch, a)
+        cfg = configs[task] = config_for(task, arch, a, model.config.task_defaults)
         cells, captions = [], []
         for pname, rgb, placement in photos:
             row, four = run_one(model, task, rgb, placement, cfg)

@@ -1,10 +1,19 @@
 """Editing tasks as operator chains plus sensible default configurations per task and architecture.
 
+A model may carry its own per-task overrides of these defaults (`ModelConfig.task_defaults`, chosen with that
+model's gallery): `{task: {setting: value}}`, a setting being an InversionConfig field (`latent_space`, `lr`,
+`steps`, `perceptual` (the network) ...) or `weights`, a mapping of LossWeights fields (`latent_dist`,
+`perceptual` (the weight) ...); `default_config(task, overrides=...)` applies them and rejects unknown settings.
+
 `request_for_task(task, target, ...)` builds an InversionRequest: `target` is uint8 RGB `[R, R, 3]`;
 `painted` is the user's bool mask `[R, R]` (True = painted: the hole for 'inpaint', the strokes for
 'scribble'), converted here to the engine's known-pixel polarity.
 """
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +36,37 @@ def operators_for(task: str, *, kernel_size: int = 9, sigma: float = 2.0, factor
     return table[task]
 
 
-def default_config(task: str, *, arch: str = "stylegan2") -> InversionConfig:
+TaskDefaults = Mapping[str, Mapping[str, Any]]
+_OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(InversionConfig)) - {"tuning", "max_steps"}
+_WEIGHTS = frozenset(f.name for f in dataclasses.fields(LossWeights))
+
+
+def default_config(task: str, *, arch: str = "stylegan2", overrides: TaskDefaults | None = None) -> InversionConfig:
+    """The engine's defaults for `task` on `arch`, with the model's own `overrides[task]` (if any) applied."""
+    cfg = _engine_default(task, arch=arch)
+    if overrides and task in overrides:
+        cfg = with_overrides(cfg, overrides[task], what=f"task_defaults[{task!r}]")
+    return cfg
+
+
+def with_overrides(cfg: InversionConfig, settings: Mapping[str, Any], *, what: str = "task defaults") -> InversionConfig:
+    """`cfg` with `settings` replaced: InversionConfig field names, and `weights` a mapping of LossWeights field
+    names; EngineError naming `what` on an unknown name or an invalid value."""
+    weights = settings.get("weights", {})
+    unknown = sorted(set(settings) - _OVERRIDABLE) + sorted(f"weights.{k}" for k in set(weights) - _WEIGHTS)
+    if unknown:
+        raise EngineError(f"{what}: unknown setting(s) {unknown}; expected some of {sorted(_OVERRIDABLE)}, "
+                          f"weights of {sorted(_WEIGHTS)}")
+    changes = {k: v for k, v in settings.items() if k != "weights"}
+    out = cfg.replace(weights=dataclasses.replace(cfg.weights, **weights), **changes)
+    try:
+        out.validate()
+    except EngineError as exc:
+        raise EngineError(f"{what}: {exc}") from None
+    return out
+
+
+def _engine_default(task: str, *, arch: str) -> InversionConfig:
     """Defaults that work on the bundled 64 px models (w+ for fidelity; w + regulariser for scribbles)."""
     if arch == "dcgan":
         return InversionConfig(latent_space="z", steps=200, lr=0.05, initial_noise_factor=0.0,

@@ -33,6 +33,10 @@ class ModelConfig:
     w_avg_known: bool = True
     images_seen: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Per-task overrides of the engine's defaults, chosen with this model's gallery ({task: {setting: value,
+    # "weights": {loss: weight}}}; applied and checked by engine.tasks.default_config): a weak generator may
+    # need a tighter search than the defaults made for strong ones.
+    task_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

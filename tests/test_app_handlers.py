@@ -16,12 +16,14 @@ import torch
 from PIL import Image
 
 from app import render
-from app.controls import CONTROL_FIELDS, Controls, control_defaults, parse_controls
+import models
+from app.controls import CONTROL_FIELDS, Controls, control_defaults, defaults_key, parse_controls
 from app.handlers import Handlers
 from app.model_cache import ModelCache, describe, model_choices, resolve
 from app.session import Session
 from app.settings import Settings
 from app.tabs import TABS, TASKS, is_tick
+from tests.tiny import make_tiny_model
 from tests.app_server import TINY, box_mask, env, layer_with, one_torch_thread, save_png, two_tone, \
     write_tiny_models
 
@@ -412,12 +414,44 @@ def test_guide_and_defaults(handlers):
     assert handlers.guide(False, TINY)["background"].min() == 255
     assert handlers.reset_defaults("scribble", TINY) == dataclasses.astuple(control_defaults("scribble"))
     assert len(handlers.all_defaults(TINY)) == len(TABS) * len(CONTROL_FIELDS)
-    same = handlers.model_changed(TINY, "stylegan2")
-    assert same[0] == "stylegan2" and all(v == gr.skip() for v in same[1:])
-    changed = handlers.model_changed(TINY, "dcgan")
+    same = handlers.model_changed(TINY, defaults_key("stylegan2"))
+    assert same[0] == defaults_key("stylegan2") and all(v == gr.skip() for v in same[1:])
+    changed = handlers.model_changed(TINY, defaults_key("dcgan"))
     assert changed[1:] == handlers.all_defaults(TINY)
     assert control_defaults("inpaint", "dcgan").latent_space == "z"
     assert "tiny32" in handlers.model_info(TINY) and "32 px" in handlers.model_info(TINY)
+
+
+def test_model_task_defaults_reach_the_controls_and_the_run(handlers, models_dir):
+    """A model's own task overrides (its JSON's task_defaults) set that tab's controls and the run's config;
+    switching to or from it resets only the tabs whose defaults differ."""
+    m = make_tiny_model(resolution=32)
+    overrides = {"deblur": {"latent_space": "w", "weights": {"latent_dist": 1.0, "layer_spread": 2.0}}}
+    models.save_model(models_dir / "tiny32w", m.config.replace(name="tiny32w", task_defaults=overrides), m.G, m.D)
+    try:
+        _check_task_defaults(handlers)
+    finally:  # the folder is shared with the module's other tests, which list its models
+        for suffix in (".json", ".safetensors"):
+            (models_dir / f"tiny32w{suffix}").unlink()
+
+
+def _check_task_defaults(handlers):
+    own = Controls(**dict(zip(CONTROL_FIELDS, handlers.reset_defaults("deblur", "tiny32w"))))
+    assert (own.latent_space, own.latent_dist) == ("w", 1.0)
+    assert handlers.reset_defaults("superres", "tiny32w") == handlers.reset_defaults("superres", TINY)
+    switched = handlers.model_changed("tiny32w", handlers.defaults_key(TINY))
+    n = len(CONTROL_FIELDS)
+    blocks = {tab: switched[1 + i * n:1 + (i + 1) * n] for i, tab in enumerate(TABS)}
+    assert blocks["deblur"] == dataclasses.astuple(own)
+    assert all(v == gr.skip() for tab, block in blocks.items() if tab != "deblur" for v in block)
+    back = handlers.model_changed(TINY, switched[0])
+    assert back[1 + TABS.index("deblur") * n:1 + (TABS.index("deblur") + 1) * n] == \
+        dataclasses.astuple(control_defaults("deblur"))
+    # The run uses the override the controls cannot show (layer spread) as well.
+    engine_model = handlers.runner.model("tiny32w")[1]
+    cfg = handlers.runner.config("deblur", engine_model, own, [])
+    assert (cfg.latent_space, cfg.weights.latent_dist, cfg.weights.layer_spread) == ("w", 1.0, 2.0)
+    assert handlers.runner.config("deblur", handlers.runner.model(TINY)[1], own, []).weights.layer_spread == 0
 
 
 def test_parse_controls_roundtrip():

@@ -72,3 +72,16 @@ def test_training_record_ends_at_the_shipped_checkpoint(name: str) -> None:
     assert rows, f"no shipped-checkpoint rows for {name}"
     assert max(rows) == cfg["images_seen"], f"{name}: TRAINING.md's last checkpoint is {max(rows):,}"
     assert f"{cfg['metrics']['heldout_reconstruction']['psnr_mean']:.2f}" in rows[max(rows)]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_task_defaults_apply_and_are_explained(name: str) -> None:
+    """A model's own task defaults are valid engine settings, and the README says why the model has them."""
+    from engine.tasks import default_config
+
+    own = _config(name).get("task_defaults", {})
+    for task in own:
+        default_config(task, arch=_config(name)["arch"], overrides=own)
+    if own:
+        text = (ROOT / "README.md").read_text(encoding="utf-8")
+        assert re.search(rf"`{re.escape(name)}`'s own defaults", text), f"README explains {name}'s task_defaults"

@@ -52,3 +52,27 @@ def test_tuning_is_refused_for_scribble():
     ca = cli.build_parser().parse_args(["scribble", "--input", "x.png", "--out", "o", "--tune-steps", "5"])
     with pytest.raises(EngineError, match="--tune-steps"):
         cli._config(ca, "scribble", "stylegan2")
+
+
+def test_model_task_defaults_apply_under_the_options():
+    """A model's task overrides replace the engine's defaults for that task only; options given still win."""
+    overrides = {"deblur": {"latent_space": "w", "perceptual": "discriminator", "weights": {"latent_dist": 1.0}}}
+    base = default_config("deblur")
+    own = default_config("deblur", overrides=overrides)
+    assert (own.latent_space, own.weights.latent_dist, own.perceptual) == ("w", 1.0, "discriminator")
+    assert (base.latent_space, base.perceptual) == ("w+", "mobilenet")
+    assert own.weights.l2 == base.weights.l2 and own.lr == base.lr
+    assert default_config("superres", overrides=overrides) == default_config("superres")
+    ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o", "--latent-dist", "0.2"])
+    g = gallery.config_for("deblur", "stylegan2", ga, overrides)
+    assert (g.latent_space, g.weights.latent_dist) == ("w", 0.2)
+
+
+@pytest.mark.parametrize("bad, words", [({"latent_dist": 1.0}, "latent_dist"),
+                                        ({"weights": {"latent_distance": 1.0}}, "weights.latent_distance"),
+                                        ({"latent_space": "q"}, "latent space"),
+                                        ({"weights": {"latent_dist": -1.0}}, "latent_dist")])
+def test_bad_model_task_defaults_fail_loudly(bad, words):
+    with pytest.raises(EngineError, match=words) as err:
+        default_config("deblur", overrides={"deblur": bad})
+    assert "task_defaults['deblur']" in str(err.value)

@@ -97,15 +97,21 @@ def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
     common = ["--data", str(data), "--arch", "dcgan", "--batch", "4", "--no-bf16", "--holdout", "0"]
     first = tmp_path / "first.safetensors"
     assert main(common + ["--kimg", "0.008", "--out", str(tmp_path / "a"), "--export", str(first)]) == 0
+    # The model's own task defaults (chosen with its gallery) travel with its weights to every later export.
+    own = {"deblur": {"latent_space": "z", "weights": {"latent_dist": 1.0}}}
+    meta = json.loads(first.with_suffix(".json").read_text())
+    first.with_suffix(".json").write_text(json.dumps({**meta, "task_defaults": own}))
     cont = tmp_path / "cont.safetensors"
     run = ["--out", str(tmp_path / "b"), "--export", str(cont)]
     assert main(common + run + ["--kimg", "0.016", "--resume-model", str(first)]) == 0
     after_model = models.load_model(cont).config.provenance
+    assert models.load_model(cont).config.task_defaults == own
     assert main(common + run + ["--kimg", "0.024", "--resume", str(tmp_path / "b" / "state.pt")]) == 0
     after_state = models.load_model(cont).config
     assert "continued from first (8 images seen)" in after_model
     assert after_state.provenance.startswith(after_model.split("; then ")[0] + "; then ")
     assert after_state.images_seen == 24
+    assert after_state.task_defaults == own
     # Each export says how far its own run got, not the first export's count.
     assert after_model.endswith("held out by name hash) to 16 images (fp32, batch 4, lr 0.0002, DiffAugment color+translation)")
     assert after_state.provenance.endswith("to 24 images (fp32, batch 4, lr 0.0002, DiffAugment color+translation)")
