@@ -448,8 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         log.info("resumed from model %s at %d images (fresh optimiser state)", a.resume_model, trainer.nimg)
     else:
         trainer = Trainer(opts, config, images, device)
-    if a.domain:
-        trainer.config = trainer.config.replace(domain=a.domain)
+    if a.domain and a.domain != trainer.config.domain:
+        # A model's task defaults were chosen with its own domain's gallery: a fine-tune onto another domain
+        # starts from the engine's (grumpycat64 deblurs its photos best in w+, where cat64 needs W).
+        if trainer.config.task_defaults:
+            log.info("new domain %s: dropping %s's task defaults %s", a.domain, trainer.config.domain,
+                     trainer.config.task_defaults)
+        trainer.config = trainer.config.replace(domain=a.domain, task_defaults={})
     stop = StopFlag()
     stop.install()
     def provenance() -> str:

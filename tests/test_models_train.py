@@ -112,6 +112,11 @@ def test_resumed_state_of_a_continued_model_keeps_its_history(tmp_path):
     assert after_state.provenance.startswith(after_model.split("; then ")[0] + "; then ")
     assert after_state.images_seen == 24
     assert after_state.task_defaults == own
+    # ... but not to a fine-tune onto another domain, whose gallery has not chosen them.
+    tuned = tmp_path / "tuned.safetensors"
+    assert main(common + ["--kimg", "0.008", "--resume-model", str(cont), "--images-seen", "0", "--domain", "other",
+                          "--out", str(tmp_path / "c"), "--export", str(tuned)]) == 0
+    assert models.load_model(tuned).config.task_defaults == {}
     # Each export says how far its own run got, not the first export's count.
     assert after_model.endswith("held out by name hash) to 16 images (fp32, batch 4, lr 0.0002, DiffAugment color+translation)")
     assert after_state.provenance.endswith("to 24 images (fp32, batch 4, lr 0.0002, DiffAugment color+translation)")
