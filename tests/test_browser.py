@@ -110,6 +110,20 @@ def drawing_area(page, editor: str) -> dict:
     return page.locator(f"#{editor} canvas").first.bounding_box()
 
 
+def wait_for_upload(page, editor: str, *, timeout: float = 60.0) -> None:
+    """Wait until the editor shows the uploaded photo (a busy machine can take seconds), then for its resize.
+
+    Its WebGL canvas cannot be read back from the page, so this looks at screenshots: the empty editor is white."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shot = np.asarray(Image.open(io.BytesIO(page.locator(f"#{editor} canvas").first.screenshot())).convert("RGB"))
+        if (shot.astype(int).sum(axis=2) < 600).mean() > 0.2:
+            break
+        assert time.monotonic() < deadline, f"the upload never appeared in #{editor}"
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(500)  # the canvas resizes to the upload: read its box afterwards
+
+
 def stroke(page, points: list[tuple[float, float]]) -> None:
     """Press, move through `points` (the editor joins them with a continuous line), release."""
     page.mouse.move(*points[0])
@@ -168,7 +182,7 @@ def test_inpaint_upload_paint_and_keep_the_rest(page, tmp_path):
     path = save_png(tmp_path / "photo.png", photo)
     page.get_by_role("tab", name="Inpaint").click()
     page.locator("#inpaint-canvas input[type=file]").first.set_input_files(str(path))
-    page.wait_for_timeout(1500)  # the canvas resizes to the upload: read its box afterwards
+    wait_for_upload(page, "inpaint-canvas")
     page.locator('#inpaint-canvas button[aria-label="Brush"]').click()
     box = drawing_area(page, "inpaint-canvas")
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

@@ -11,7 +11,7 @@ from app.settings import EXAMPLES_DIR, Settings
 from tests.app_server import env, free_port, one_torch_thread, running_app
 from tests.test_app_domains import _face_detection_available, write_domain_models
 from tests.test_browser import (ARGS, ARTIFACTS, CHROMIUM, drawing_area, record_statuses, seen, stroke,
-                                wait_status)
+                                wait_for_upload, wait_status)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 FACE_PHOTO = EXAMPLES_DIR / "astronaut.png"
@@ -50,7 +50,7 @@ def model_shown(page) -> str:
 
 def wait_model(page, name: str) -> None:
     page.wait_for_function("(name) => { const i = document.querySelector('#model input');"
-                           " return i && i.value.startsWith(name + ' '); }", arg=name, timeout=30_000)
+                           " return i && i.value.startsWith(name + ' '); }", arg=name, timeout=60_000)
 
 
 def upload_face(page, tab: str) -> None:
@@ -63,7 +63,7 @@ def test_opening_inpaint_with_a_face_photo_runs_the_face_model(page):
     page.get_by_role("tab", name="Inpaint").click()
     wait_model(page, "tinyface")
     upload_face(page, "inpaint")
-    page.wait_for_timeout(1500)  # the canvas resizes to the upload: read its box afterwards
+    wait_for_upload(page, "inpaint-canvas")
     page.locator('#inpaint-canvas button[aria-label="Brush"]').click()
     box = drawing_area(page, "inpaint-canvas")
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
