@@ -6,7 +6,6 @@ with the model's own task overrides (`ModelConfig.task_defaults`) applied.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -57,28 +56,22 @@ def control_defaults(tab: str, arch: str = "stylegan2", overrides: engine.TaskDe
                     seed=cfg.seed, preview_every=cfg.preview_every)
 
 
-def all_defaults(arch: str, overrides: engine.TaskDefaults | None = None) -> tuple:
-    """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the architecture `arch` and task `overrides`."""
-    return tuple(itertools.chain.from_iterable(dataclasses.astuple(control_defaults(t, arch, overrides))
-                                               for t in TABS))
-
-
 def defaults_key(arch: str, overrides: engine.TaskDefaults | None = None) -> str:
     """What a model's defaults depend on, as a string a gr.State can hold (see `changed_defaults`)."""
     return json.dumps({"arch": arch, "task_defaults": overrides or {}}, sort_keys=True)
 
 
-def changed_defaults(previous_key: str | None, key: str) -> tuple:
-    """Every tab's controls (TABS order, CONTROL_FIELDS each) after a model change: the new defaults for each tab
-    whose defaults differ between the two keys, gr.skip() (the user's settings stay) for the others."""
-    new = json.loads(key)
+def changed_defaults(previous_key: str | None, arch: str, overrides: engine.TaskDefaults | None = None) -> tuple:
+    """Every tab's controls (TABS order, CONTROL_FIELDS each) after a change to a model with `arch` and
+    `overrides`: its defaults for each tab whose defaults differ from those of `previous_key` (all tabs when that is
+    None or unreadable), gr.skip() (the user's settings stay) for the others."""
     try:
         old = json.loads(previous_key) if previous_key else None
     except (TypeError, ValueError):
         old = None
     out: list = []
     for tab in TABS:
-        d = control_defaults(tab, new["arch"], new["task_defaults"])
+        d = control_defaults(tab, arch, overrides)
         same = old is not None and control_defaults(tab, old["arch"], old["task_defaults"]) == d
         out.extend([gr.skip()] * len(CONTROL_FIELDS) if same else dataclasses.astuple(d))
     return tuple(out)

@@ -23,7 +23,7 @@ import gradio as gr
 from engine.interpolate import render as render_latent
 
 from . import inputs, interpolation, views
-from .controls import all_defaults, changed_defaults, control_defaults, defaults_key
+from .controls import changed_defaults, control_defaults, defaults_key
 from .direct import RunFrames
 from .model_cache import ModelCache, describe
 from .session import THUMB, Session, SessionRegistry
@@ -218,21 +218,13 @@ class Handlers:
         info = describe(model_choice, self.settings)
         return dataclasses.astuple(control_defaults(tab, info.arch, info.task_defaults))
 
-    def all_defaults(self, model_choice: str | None) -> tuple:
-        """Defaults of every tab (TABS order, CONTROL_FIELDS each) for the chosen model."""
-        info = describe(model_choice, self.settings)
-        return all_defaults(info.arch, info.task_defaults)
-
-    def defaults_key(self, model_choice: str | None) -> str:
-        info = describe(model_choice, self.settings)
-        return defaults_key(info.arch, info.task_defaults)
-
     def model_changed(self, model_choice: str | None, previous_key: str | None) -> tuple:
         """(defaults key, *every tab's controls): a tab goes back to its defaults only when the new model's
         defaults for it differ (StyleGAN2 <-> DCGAN, or a model's own task overrides), so switching between
         models with the same defaults keeps the user's settings."""
-        key = self.defaults_key(model_choice)
-        return (key,) + changed_defaults(previous_key, key)
+        info = describe(model_choice, self.settings)
+        return (defaults_key(info.arch, info.task_defaults),) + changed_defaults(previous_key, info.arch,
+                                                                                 info.task_defaults)
 
     def crop_view(self, source, crop_x, crop_y, crop_size, model_choice):
         """The photo with the square the model will see drawn on it (the aligned face on face models)."""

@@ -13,5 +13,5 @@ from .types import (EngineError, Frame, InversionConfig, InversionRequest, LossW
                     known_from_fill_mask, known_from_strokes)
 
 __all__ = ["EngineError", "EngineModel", "Frame", "InversionConfig", "InversionRequest", "LossWeights",
-           "OperatorSpec", "TaskDefaults", "default_config", "known_from_fill_mask", "known_from_strokes", "operators_for",
-           "RunHandle", "prepare", "project_target", "request_for_task", "run", "start_run", "TuningConfig"]
+           "OperatorSpec", "TaskDefaults", "default_config", "known_from_fill_mask", "known_from_strokes",
+           "operators_for", "RunHandle", "prepare", "project_target", "request_for_task", "run", "start_run", "TuningConfig"]

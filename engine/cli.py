@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(a: argparse.Namespace, task: str, arch: str, overrides: TaskDefaults | None = None):
-    cfg = config_from_args(a, task=task, arch=arch, overrides=overrides).replace(seed=a.seed, bf16=a.bf16, preview_every=a.preview_every)
+    cfg = config_from_args(a, task=task, arch=arch, overrides=overrides).replace(seed=a.seed, bf16=a.bf16,
+                                                                                 preview_every=a.preview_every)
     cfg.validate()
     return cfg
 

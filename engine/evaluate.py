@@ -58,9 +58,8 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
     if config is None and task == "reconstruct":
         config = InversionConfig(latent_space="w+", steps=steps, preview_every=steps,
                                  weights=LossWeights(l2=1.0, perceptual=0.3))
-    cfg = config or dataclasses.replace(default_config(task, arch=model.config.arch,
-                                                                 overrides=model.config.task_defaults), steps=steps,
-                                        preview_every=steps)
+    cfg = config or default_config(task, arch=model.config.arch, overrides=model.config.task_defaults).replace(
+        steps=steps, preview_every=steps)
     if perceptual is not None:
         cfg = dataclasses.replace(cfg, perceptual=perceptual)
     if tuning is not None:

@@ -49,7 +49,8 @@ def default_config(task: str, *, arch: str = "stylegan2", overrides: TaskDefault
     return cfg
 
 
-def with_overrides(cfg: InversionConfig, settings: Mapping[str, Any], *, what: str = "task defaults") -> InversionConfig:
+def with_overrides(cfg: InversionConfig, settings: Mapping[str, Any], *,
+                   what: str = "task defaults") -> InversionConfig:
     """`cfg` with `settings` replaced: InversionConfig field names, and `weights` a mapping of LossWeights field
     names; EngineError naming `what` on an unknown name or an invalid value."""
     weights = settings.get("weights", {})
