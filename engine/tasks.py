@@ -53,7 +53,11 @@ def with_overrides(cfg: InversionConfig, settings: Mapping[str, Any], *,
                    what: str = "task defaults") -> InversionConfig:
     """`cfg` with `settings` replaced: InversionConfig field names, and `weights` a mapping of LossWeights field
     names; EngineError naming `what` on an unknown name or an invalid value."""
+    if not isinstance(settings, Mapping):
+        raise EngineError(f"{what}: must be a mapping of setting names to values, got {settings!r}")
     weights = settings.get("weights", {})
+    if not isinstance(weights, Mapping):
+        raise EngineError(f"{what}: weights must be a mapping of {sorted(_WEIGHTS)}, got {weights!r}")
     unknown = sorted(set(settings) - _OVERRIDABLE) + sorted(f"weights.{k}" for k in set(weights) - _WEIGHTS)
     if unknown:
         raise EngineError(f"{what}: unknown setting(s) {unknown}; expected some of {sorted(_OVERRIDABLE)}, "

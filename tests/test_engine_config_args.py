@@ -71,7 +71,9 @@ def test_model_task_defaults_apply_under_the_options():
 @pytest.mark.parametrize("bad, words", [({"latent_dist": 1.0}, "latent_dist"),
                                         ({"weights": {"latent_distance": 1.0}}, "weights.latent_distance"),
                                         ({"latent_space": "q"}, "latent space"),
-                                        ({"weights": {"latent_dist": -1.0}}, "latent_dist")])
+                                        ({"weights": {"latent_dist": -1.0}}, "latent_dist"),
+                                        ({"weights": 1.0}, "weights must be a mapping"),
+                                        ("w", "must be a mapping of setting names")])
 def test_bad_model_task_defaults_fail_loudly(bad, words):
     with pytest.raises(EngineError, match=words) as err:
         default_config("deblur", overrides={"deblur": bad})
