@@ -21,6 +21,7 @@ from .tabs import PERCEPTUAL_NETS, TABS, user_error, warn
 
 CONTROL_FIELDS = ("latent_space", "steps", "lr", "l1", "l2", "perceptual", "perceptual_net", "latent_dist",
                   "optimize_noise", "optimizer", "seed", "preview_every")
+TUNING_TABS = tuple(tab for tab in TABS if tab in TUNABLE_TASKS)  # tabs with a "Pivotal tuning steps" slider
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,24 @@ def control_defaults(tab: str, arch: str = "stylegan2", overrides: engine.TaskDe
                     seed=cfg.seed, preview_every=cfg.preview_every)
 
 
+def tuning_default(tab: str, arch: str = "stylegan2", overrides: engine.TaskDefaults | None = None) -> int:
+    """The tab's default pivotal tuning steps: the model's own (`task_defaults[tab]['tuning']`), else the engine's
+    (0); 0 for tabs without tuning."""
+    if tab not in TUNABLE_TASKS:
+        return 0
+    return engine.default_config(tab, arch=arch, overrides=overrides).tuning.steps
+
+
 def defaults_key(arch: str, overrides: engine.TaskDefaults | None = None) -> str:
     """What a model's defaults depend on, as a string a gr.State can hold (see `changed_defaults`)."""
     return json.dumps({"arch": arch, "task_defaults": overrides or {}}, sort_keys=True)
 
 
 def changed_defaults(previous_key: str | None, arch: str, overrides: engine.TaskDefaults | None = None) -> tuple:
-    """Every tab's controls (TABS order, CONTROL_FIELDS each) after a change to a model with `arch` and
-    `overrides`: its defaults for each tab whose defaults differ from those of `previous_key` (all tabs when that is
-    None or unreadable), gr.skip() (the user's settings stay) for the others."""
+    """Every tab's controls (TABS order, CONTROL_FIELDS each), then the tuning steps of each tab with tuning
+    (TABS order), after a change to a model with `arch` and `overrides`: its defaults where they differ from those
+    of `previous_key` (everywhere when that is None or unreadable), gr.skip() (the user's settings stay) for the
+    others."""
     try:
         old = json.loads(previous_key) if previous_key else None
     except (TypeError, ValueError):
@@ -74,6 +84,10 @@ def changed_defaults(previous_key: str | None, arch: str, overrides: engine.Task
         d = control_defaults(tab, arch, overrides)
         same = old is not None and control_defaults(tab, old["arch"], old["task_defaults"]) == d
         out.extend([gr.skip()] * len(CONTROL_FIELDS) if same else dataclasses.astuple(d))
+    for tab in TUNING_TABS:
+        steps = tuning_default(tab, arch, overrides)
+        same = old is not None and tuning_default(tab, old["arch"], old["task_defaults"]) == steps
+        out.append(gr.skip() if same else steps)
     return tuple(out)
 
 
@@ -144,9 +158,9 @@ def build_config(tab: str, arch: str, c: Controls, *, max_steps: int, notices: l
 
 def with_tuning(task: str, cfg: engine.InversionConfig, tune_steps: dict[str, int], *, max_steps: int,
                 notices: list[str]) -> engine.InversionConfig:
-    """The tab's tuning steps (a session's `tune_steps`, clamped to `max_steps`) in `cfg`; 0 for tasks without
-    tuning."""
-    steps = tune_steps.get(task, 0) if task in TUNABLE_TASKS else 0
+    """The tab's tuning steps in `cfg`: the session's `tune_steps[task]` (the Settings slider) where set, else
+    `cfg`'s own (the model's default), clamped to `max_steps`; 0 for tasks without tuning (and interpolation)."""
+    steps = tune_steps.get(task, cfg.tuning.steps) if task in TUNABLE_TASKS else 0
     if steps > max_steps:
         notices.append(f"Tuning steps limited to {max_steps} on this server.")
         steps = max_steps

@@ -23,7 +23,7 @@ import gradio as gr
 from engine.interpolate import render as render_latent
 
 from . import inputs, interpolation, views
-from .controls import changed_defaults, control_defaults, defaults_key
+from .controls import TUNING_TABS, changed_defaults, control_defaults, defaults_key, tuning_default
 from .direct import RunFrames
 from .model_cache import ModelCache, describe
 from .session import THUMB, Session, SessionRegistry
@@ -214,14 +214,17 @@ class Handlers:
     # ----------------------------------------------------------------------------------- helpers
 
     def reset_defaults(self, tab: str, model_choice: str | None) -> tuple:
-        """The tab's default controls for the chosen model (its architecture and task overrides)."""
+        """The tab's default controls for the chosen model (its architecture and task overrides), then its default
+        tuning steps for a tab with tuning."""
         info = describe(model_choice, self.settings)
-        return dataclasses.astuple(control_defaults(tab, info.arch, info.task_defaults))
+        tuning = (tuning_default(tab, info.arch, info.task_defaults),) if tab in TUNING_TABS else ()
+        return dataclasses.astuple(control_defaults(tab, info.arch, info.task_defaults)) + tuning
 
     def model_changed(self, model_choice: str | None, previous_key: str | None) -> tuple:
-        """(defaults key, *every tab's controls): a tab goes back to its defaults only when the new model's
-        defaults for it differ (StyleGAN2 <-> DCGAN, or a model's own task overrides), so switching between
-        models with the same defaults keeps the user's settings."""
+        """(defaults key, *every tab's controls, *tuning steps of TUNING_TABS): a tab's controls (its tuning
+        slider) go back to their defaults only when the new model's defaults for them differ (StyleGAN2 <-> DCGAN,
+        or a model's own task overrides), so switching between models with the same defaults keeps the user's
+        settings."""
         info = describe(model_choice, self.settings)
         return (defaults_key(info.arch, info.task_defaults),) + changed_defaults(previous_key, info.arch,
                                                                                  info.task_defaults)

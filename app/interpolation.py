@@ -20,7 +20,7 @@ from engine.interpolate import common_space, interpolation_frames, lift
 from engine.state import EditState, save_state
 
 from . import inputs, views
-from .controls import number, parse_controls
+from .controls import number, parse_controls, with_tuning
 from .model_cache import resolve
 from .session import THUMB, RunRecord, Session, new_run_folder
 from .streaming import Runner
@@ -58,7 +58,8 @@ def interpolate(runner: Runner, session: Session, *, image_a: Any, image_b: Any,
         if loading:
             yield (None, None, f"**Loading** — {loading}", None, None, None, None, session)
         key, m = runner.model(key)
-        cfg = runner.config("interpolate", m, c, notices)
+        # The two ends are reconstructed with the untuned generator the morph uses, whatever the model's default.
+        cfg = with_tuning("interpolate", runner.config("interpolate", m, c, notices), {}, max_steps=0, notices=notices)
         if any(session.tune_steps.values()):
             notices.append("Interpolation morphs with the shared, untuned generator: pivotal tuning only "
                            "applies to the single-image tabs.")

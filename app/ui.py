@@ -17,7 +17,7 @@ import gradio as gr
 from engine.tuning import TUNABLE_TASKS
 
 from .gradio_fixes import forget_session, keep_update_ids, quiet_queue
-from .controls import CONTROL_FIELDS, control_defaults, defaults_key
+from .controls import CONTROL_FIELDS, TUNING_TABS, control_defaults, defaults_key, tuning_default
 from .domains import TAB_DOMAINS, ModelFollower, domain_model_for_example, model_for_tab
 from .handlers import Handlers
 from .inputs import CANVAS, INPAINT_BRUSH, INPAINT_BRUSH_OPACITY
@@ -136,6 +136,7 @@ def _face_align_info() -> str:
 
 def _controls(tab: str, settings: Settings, info: ModelInfo) -> list:
     d = control_defaults(tab, info.arch, info.task_defaults)
+    tune_default = tuning_default(tab, info.arch, info.task_defaults)
     with gr.Accordion("Settings", open=False, elem_id=f"{tab}-settings"):
         with gr.Row():
             space = gr.Radio(["z", "w", "w+"], value=d.latent_space, label="Latent space",
@@ -159,7 +160,8 @@ def _controls(tab: str, settings: Settings, info: ModelInfo) -> list:
             every = gr.Number(d.preview_every, precision=0, label="Preview every k steps")
         tune = None
         if tab in TUNABLE_TASKS:
-            tune = gr.Slider(0, min(500, settings.max_steps), value=0, step=10, label="Pivotal tuning steps (0 = off)",
+            tune = gr.Slider(0, min(500, settings.max_steps), value=min(tune_default, settings.max_steps), step=10,
+                             label="Pivotal tuning steps (0 = off)",
                              info="after the search, fine-tune a private copy of the generator so the result looks "
                                   "more like your photo (PTI; each step is slower than a search step)"
                                   + ("; the hole stays the generator's invention" if tab == "inpaint" else ""),
@@ -249,6 +251,7 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
         picked = gr.State(False)  # the visitor chose a model in the list: tabs stop moving it
         model.input(lambda: True, None, picked, **private)
         all_controls: list = []
+        all_tunes: list = []  # TUNING_TABS order (Handlers.model_changed)
 
         with gr.Tabs():
             for tab in TABS:
@@ -284,7 +287,9 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                     out = _result_panel(tab, settings)
                     *controls, reset, tune = _controls(tab, settings, info0)
                     if tune is not None:
+                        # .change, not .input: a model change or Reset sets the slider, and the session follows.
                         tune.change(h.set_tuning, [task, tune, session], [session], **private)
+                        all_tunes.append(tune)
                     all_controls += controls
                     handler = getattr(h, tab)
                     run_evt = run_btn.click(handler, inputs + [model, *controls, session, *crop],
@@ -299,7 +304,8 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                         h.after_stop, [task, session], [out.status, out.files, out.slider], **private)
                     out.slider.release(h.rewind_preview, [task, out.slider, session],
                                        [out.result, out.second, out.status], **private)
-                    reset.click(h.reset_defaults, [task, model], controls, **private)
+                    reset.click(h.reset_defaults, [task, model], controls + ([tune] if tune is not None else []),
+                                **private)
 
         defaults = gr.State(defaults_key(info0.arch, info0.task_defaults))  # see Handlers.model_changed
 
@@ -307,7 +313,8 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
             h.on_unload(request)
             forget_session(demo, getattr(request, "session_hash", None))
         demo.unload(on_unload)
-        model.change(h.model_changed, [model, defaults], [defaults, *all_controls], **private).then(
+        assert len(all_tunes) == len(TUNING_TABS)
+        model.change(h.model_changed, [model, defaults], [defaults, *all_controls, *all_tunes], **private).then(
             h.model_info, [model], [model_md], **private)
     return demo
 

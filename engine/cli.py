@@ -140,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             if not a.input2:
                 raise EngineError("interpolate needs --input2 (the second image)")
             if a.tune_steps:
-                # One morph needs one generator: two tuned copies cannot both hold, so no tuning here.
                 print("note: interpolate morphs the two latents with the shared, untuned generator; "
                       "--tune-steps is ignored", file=sys.stderr)
-                a.tune_steps = 0
+            # One morph needs one generator: two tuned copies cannot both hold, so no tuning here (nor the model's
+            # default tuning of reconstruct).
+            a.tune_steps = 0
             fa = invert_file(model, a, "reconstruct", a.input, out, tag="_a")
             fb = invert_file(model, a, "reconstruct", a.input2, out, tag="_b")
             space = common_space(fa.latent_space, fb.latent_space)

@@ -2,8 +2,9 @@
 
 A model may carry its own per-task overrides of these defaults (`ModelConfig.task_defaults`, chosen with that
 model's gallery): `{task: {setting: value}}`, a setting being an InversionConfig field (`latent_space`, `lr`,
-`steps`, `perceptual` (the network) ...) or `weights`, a mapping of LossWeights fields (`latent_dist`,
-`perceptual` (the weight) ...); `default_config(task, overrides=...)` applies them and rejects unknown settings.
+`steps`, `perceptual` (the network) ...), `weights`, a mapping of LossWeights fields (`latent_dist`,
+`perceptual` (the weight) ...), or `tuning`, a mapping of TuningConfig fields (`steps`: pivotal tuning on by
+default); `default_config(task, overrides=...)` applies them and rejects unknown settings.
 
 `request_for_task(task, target, ...)` builds an InversionRequest: `target` is uint8 RGB `[R, R, 3]`;
 `painted` is the user's bool mask `[R, R]` (True = painted: the hole for 'inpaint', the strokes for
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .types import (TASKS, EngineError, InversionConfig, InversionRequest, LossWeights, OperatorSpec,
+from .types import (TASKS, EngineError, InversionConfig, InversionRequest, LossWeights, OperatorSpec, TuningConfig,
                     known_from_fill_mask, known_from_strokes)
 
 
@@ -37,8 +38,9 @@ def operators_for(task: str, *, kernel_size: int = 9, sigma: float = 2.0, factor
 
 
 TaskDefaults = Mapping[str, Mapping[str, Any]]
-_OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(InversionConfig)) - {"tuning", "max_steps"}
-_WEIGHTS = frozenset(f.name for f in dataclasses.fields(LossWeights))
+_NESTED = {"weights": frozenset(f.name for f in dataclasses.fields(LossWeights)),
+           "tuning": frozenset(f.name for f in dataclasses.fields(TuningConfig))}
+_OVERRIDABLE = frozenset(f.name for f in dataclasses.fields(InversionConfig)) - {"max_steps"} - set(_NESTED)
 
 
 def default_config(task: str, *, arch: str = "stylegan2", overrides: TaskDefaults | None = None) -> InversionConfig:
@@ -51,19 +53,22 @@ def default_config(task: str, *, arch: str = "stylegan2", overrides: TaskDefault
 
 def with_overrides(cfg: InversionConfig, settings: Mapping[str, Any], *,
                    what: str = "task defaults") -> InversionConfig:
-    """`cfg` with `settings` replaced: InversionConfig field names, and `weights` a mapping of LossWeights field
-    names; EngineError naming `what` on an unknown name or an invalid value."""
+    """`cfg` with `settings` replaced: InversionConfig field names, `weights` a mapping of LossWeights field names
+    and `tuning` one of TuningConfig field names; EngineError naming `what` on an unknown name or an invalid value."""
     if not isinstance(settings, Mapping):
         raise EngineError(f"{what}: must be a mapping of setting names to values, got {settings!r}")
-    weights = settings.get("weights", {})
-    if not isinstance(weights, Mapping):
-        raise EngineError(f"{what}: weights must be a mapping of {sorted(_WEIGHTS)}, got {weights!r}")
-    unknown = sorted(set(settings) - _OVERRIDABLE) + sorted(f"weights.{k}" for k in set(weights) - _WEIGHTS)
+    unknown = sorted(set(settings) - _OVERRIDABLE - set(_NESTED))
+    for name, fields in _NESTED.items():
+        nested = settings.get(name, {})
+        if not isinstance(nested, Mapping):
+            raise EngineError(f"{what}: {name} must be a mapping of {sorted(fields)}, got {nested!r}")
+        unknown += sorted(f"{name}.{k}" for k in set(nested) - fields)
     if unknown:
         raise EngineError(f"{what}: unknown setting(s) {unknown}; expected some of {sorted(_OVERRIDABLE)}, "
-                          f"weights of {sorted(_WEIGHTS)}")
-    changes = {k: v for k, v in settings.items() if k != "weights"}
-    out = cfg.replace(weights=dataclasses.replace(cfg.weights, **weights), **changes)
+                          + ", ".join(f"{n} of {sorted(f)}" for n, f in _NESTED.items()))
+    changes = {k: v for k, v in settings.items() if k not in _NESTED}
+    changes.update({k: dataclasses.replace(getattr(cfg, k), **settings[k]) for k in _NESTED if k in settings})
+    out = cfg.replace(**changes)
     try:
         out.validate()
     except EngineError as exc:

@@ -17,12 +17,13 @@ from PIL import Image
 
 from app import render
 import models
-from app.controls import CONTROL_FIELDS, Controls, control_defaults, defaults_key, parse_controls
+from app.controls import CONTROL_FIELDS, TUNING_TABS, Controls, control_defaults, defaults_key, parse_controls
 from app.handlers import Handlers
 from app.model_cache import ModelCache, describe, model_choices, resolve
 from app.session import Session
 from app.settings import Settings
 from app.tabs import TABS, TASKS, is_tick
+from engine.state import load_state
 from tests.tiny import make_tiny_model
 from tests.app_server import TINY, box_mask, env, layer_with, one_torch_thread, save_png, two_tone, \
     write_tiny_models
@@ -418,26 +419,30 @@ def test_guide_and_defaults(handlers):
     same = handlers.model_changed(TINY, defaults_key("stylegan2"))
     assert same[0] == defaults_key("stylegan2") and all(v == gr.skip() for v in same[1:])
     changed = handlers.model_changed(TINY, defaults_key("dcgan"))
-    assert changed[1:] == every_tab
+    assert changed[1:1 + len(every_tab)] == every_tab
+    assert changed[1 + len(every_tab):] == (gr.skip(),) * len(TUNING_TABS)  # no tuning by default on either
+    assert handlers.reset_defaults("reconstruct", TINY)[len(CONTROL_FIELDS):] == (0,)
     assert control_defaults("inpaint", "dcgan").latent_space == "z"
     assert "tiny32" in handlers.model_info(TINY) and "32 px" in handlers.model_info(TINY)
 
 
-def test_model_task_defaults_reach_the_controls_and_the_run(handlers, models_dir):
+def test_model_task_defaults_reach_the_controls_and_the_run(handlers, models_dir, photo_path):
     """A model's own task overrides (its JSON's task_defaults) set that tab's controls and the run's config;
     switching to or from it resets only the tabs whose defaults differ."""
     m = make_tiny_model(resolution=32)
-    overrides = {"deblur": {"latent_space": "w", "weights": {"latent_dist": 1.0, "layer_spread": 2.0}}}
+    overrides = {"deblur": {"latent_space": "w", "weights": {"latent_dist": 1.0, "layer_spread": 2.0}},
+                 "reconstruct": {"tuning": {"steps": 6}}}
     models.save_model(models_dir / "tiny32w", m.config.replace(name="tiny32w", task_defaults=overrides), m.G, m.D)
     try:
         _check_task_defaults(handlers)
+        _check_default_tuning(handlers, photo_path)
     finally:  # the folder is shared with the module's other tests, which list its models
         for suffix in (".json", ".safetensors"):
             (models_dir / f"tiny32w{suffix}").unlink()
 
 
 def _check_task_defaults(handlers):
-    own = Controls(**dict(zip(CONTROL_FIELDS, handlers.reset_defaults("deblur", "tiny32w"))))
+    own = Controls(**dict(zip(CONTROL_FIELDS, handlers.reset_defaults("deblur", "tiny32w")[:len(CONTROL_FIELDS)])))
     assert (own.latent_space, own.latent_dist) == ("w", 1.0)
     assert handlers.reset_defaults("superres", "tiny32w") == handlers.reset_defaults("superres", TINY)
     switched = handlers.model_changed("tiny32w", defaults_key("stylegan2"))  # from tiny32: no overrides
@@ -445,6 +450,10 @@ def _check_task_defaults(handlers):
     blocks = {tab: switched[1 + i * n:1 + (i + 1) * n] for i, tab in enumerate(TABS)}
     assert blocks["deblur"] == dataclasses.astuple(own)
     assert all(v == gr.skip() for tab, block in blocks.items() if tab != "deblur" for v in block)
+    tunes = dict(zip(TUNING_TABS, switched[1 + len(TABS) * n:], strict=True))
+    assert tunes == {tab: 6 if tab == "reconstruct" else gr.skip() for tab in TUNING_TABS}
+    assert handlers.reset_defaults("reconstruct", "tiny32w")[n:] == (6,)
+    assert handlers.model_changed(TINY, switched[0])[1 + len(TABS) * n + TUNING_TABS.index("reconstruct")] == 0
     back = handlers.model_changed(TINY, switched[0])
     assert back[1 + TABS.index("deblur") * n:1 + (TABS.index("deblur") + 1) * n] == \
         dataclasses.astuple(control_defaults("deblur"))
@@ -453,6 +462,24 @@ def _check_task_defaults(handlers):
     cfg = handlers.runner.config("deblur", engine_model, own, [])
     assert (cfg.latent_space, cfg.weights.latent_dist, cfg.weights.layer_spread) == ("w", 1.0, 2.0)
     assert handlers.runner.config("deblur", handlers.runner.model(TINY)[1], own, []).weights.layer_spread == 0
+
+
+def _check_default_tuning(handlers, photo_path):
+    """tiny32w tunes reconstructions 6 steps by default: runs of a fresh session (the API's) tune, the slider at 0
+    turns it off, and interpolation reconstructs its ends untuned whatever the default."""
+    c = ctrl("reconstruct", steps=3, every=3)
+    session = Session()
+    outputs(handlers.reconstruct(photo_path, False, "tiny32w", *c, session))
+    assert [(f.step, f.stage) for f in session.runs["reconstruct"].frames] == [(3, "latent"), (6, "tuning"),
+                                                                              (9, "tuning")]
+    handlers.set_tuning("reconstruct", 0, session)
+    outputs(handlers.reconstruct(photo_path, False, "tiny32w", *c, session))
+    assert {f.stage for f in session.runs["reconstruct"].frames} == {"latent"}
+    outs = outputs(handlers.interpolate(photo_path, photo_path, "", "", 3, "tiny32w", *ctrl("interpolate", steps=3,
+                                                                                          every=3), Session()))
+    assert status_of(outs[-1], "interpolate").startswith("**Done**")
+    state = load_state(next(f for f in outs[-1][6] if Path(f).name == "latent_a.pt"))
+    assert state.config.tuning.steps == 0 and not state.tuned
 
 
 def test_parse_controls_roundtrip():

@@ -68,11 +68,28 @@ def test_model_task_defaults_apply_under_the_options():
     assert (g.latent_space, g.weights.latent_dist) == ("w", 0.2)
 
 
+def test_model_default_tuning_applies_and_options_override_it():
+    """A model may tune by default (`tuning` in its task defaults); --tune-steps 0 turns it off, other tasks and the
+    tuning options the model does not name keep the engine's."""
+    overrides = {"reconstruct": {"tuning": {"steps": 50}}}
+    own = default_config("reconstruct", overrides=overrides)
+    assert own.tuning.steps == 50 and own.tuning.lr == default_config("reconstruct").tuning.lr
+    assert own.total_steps == own.steps + 50
+    assert default_config("superres", overrides=overrides).tuning.steps == 0
+    ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o"])
+    assert gallery.config_for("reconstruct", "stylegan2", ga, overrides).tuning.steps == 50
+    ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o", "--tune-steps", "0"])
+    assert gallery.config_for("reconstruct", "stylegan2", ga, overrides).tuning.steps == 0
+
+
 @pytest.mark.parametrize("bad, words", [({"latent_dist": 1.0}, "latent_dist"),
                                         ({"weights": {"latent_distance": 1.0}}, "weights.latent_distance"),
                                         ({"latent_space": "q"}, "latent space"),
                                         ({"weights": {"latent_dist": -1.0}}, "latent_dist"),
                                         ({"weights": 1.0}, "weights must be a mapping"),
+                                        ({"tuning": {"step": 5}}, "tuning.step"),
+                                        ({"tuning": {"steps": -1}}, "tuning steps"),
+                                        ({"tuning": 100}, "tuning must be a mapping"),
                                         ("w", "must be a mapping of setting names")])
 def test_bad_model_task_defaults_fail_loudly(bad, words):
     with pytest.raises(EngineError, match=words) as err:

@@ -74,3 +74,22 @@ def test_cli_refuses_tuning_scribbles_and_notes_interpolation(env, capsys):
     err = capsys.readouterr().err
     assert code == 0 and "untuned generator" in err
     assert not load_state(env / "i" / "latent_a.pt").tuned
+
+
+def test_cli_follows_a_models_default_tuning(env, tiny, capsys):
+    """A model whose reconstruct defaults tune: the CLI tunes without --tune-steps, not with --tune-steps 0, and
+    interpolation reconstructs its ends untuned (silently: the user asked for nothing)."""
+    d = env / "models"
+    models.save_model(d / "tuner", tiny.config.replace(name="tuner", task_defaults={
+        "reconstruct": {"tuning": {"steps": 3}}}), tiny.G, tiny.D)
+    common = ["--model", "tuner", "--input", str(env / "photo.png"), "--steps", "2", "--preview-every", "1"]
+    assert main(["reconstruct", *common, "--out", str(env / "r")]) == 0
+    st = load_state(env / "r" / "latent.pt")
+    assert st.tuned and st.step == 5 and st.config.tuning.steps == 3
+    assert main(["reconstruct", *common, "--tune-steps", "0", "--out", str(env / "r0")]) == 0
+    assert not load_state(env / "r0" / "latent.pt").tuned
+    capsys.readouterr()
+    assert main(["interpolate", *common, "--input2", str(env / "photo.png"), "--frames", "2",
+                 "--out", str(env / "i")]) == 0
+    assert "untuned generator" not in capsys.readouterr().err
+    assert not load_state(env / "i" / "latent_a.pt").tuned and not load_state(env / "i" / "latent_b.pt").tuned
