@@ -93,9 +93,10 @@ class Handlers:
 
     def inpaint(self, editor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
                 optimize_noise, optimizer, seed, preview_every, session=None,
-                request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+                request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None, tune_steps=None):
         """Inpaint: the painted region is filled in, the rest of the photo is matched. crop_*: the square the
-        model sees on non-face models (centre x, centre y, side; percent)."""
+        model sees on non-face models (centre x, centre y, side; percent). tune_steps (the photo tabs' API
+        parameter): pivotal tuning steps after the search; None = the Settings slider, else the model's default."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
 
@@ -103,11 +104,12 @@ class Handlers:
             target, hole, framed = inputs.inpaint_input(editor, m, notices, (crop_x, crop_y, crop_size),
                                                         settings=self.settings)
             return target, hole, {}, framed
-        yield from self.runner.run_task("inpaint", model, controls, self._session(session, request), prepare)
+        yield from self.runner.run_task("inpaint", model, controls, self._session(session, request), prepare,
+                                          tune_steps=tune_steps)
 
     def reconstruct(self, image, align_face, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
                     latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
-                    request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+                    request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None, tune_steps=None):
         """Reconstruct a photo (face-aligned on face models, or when asked). Adds a before/after alignment output."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -117,12 +119,13 @@ class Handlers:
             framed, aligned[0] = inputs.reconstruct_input(image, align_face, m, notices, (crop_x, crop_y, crop_size),
                                                           settings=self.settings, thumb=THUMB)
             return framed.target(), None, {}, framed
-        outs = self.runner.run_task("reconstruct", model, controls, self._session(session, request), prepare)
+        outs = self.runner.run_task("reconstruct", model, controls, self._session(session, request), prepare,
+                                    tune_steps=tune_steps)
         yield from views.with_alignment_view(outs, aligned)
 
     def colorize(self, image, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist,
                  optimize_noise, optimizer, seed, preview_every, session=None,
-                 request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+                 request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None, tune_steps=None):
         """Colorize: only the brightness of the photo is matched; the model supplies the colours (the result keeps
         the photo's own brightness at its own size)."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
@@ -131,11 +134,12 @@ class Handlers:
         def prepare(m, notices):
             framed = inputs.framed_photo(image, m, notices, (crop_x, crop_y, crop_size), settings=self.settings)
             return framed.target(), None, {}, framed
-        yield from self.runner.run_task("colorize", model, controls, self._session(session, request), prepare)
+        yield from self.runner.run_task("colorize", model, controls, self._session(session, request), prepare,
+                                          tune_steps=tune_steps)
 
     def deblur(self, image, kernel_size, sigma, blur_first, model, latent_space, steps, lr, l1, l2, perceptual,
                perceptual_net, latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
-               request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+               request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None, tune_steps=None):
         """Deblur: find a sharp image whose blurred version matches the photo."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -146,11 +150,12 @@ class Handlers:
             if blur_first:
                 notices.append(f"Demo: your photo was blurred first (kernel {k}, sigma {s:g}).")
             return framed.target(), None, dict(kernel_size=k, sigma=s, degrade_input=bool(blur_first)), framed
-        yield from self.runner.run_task("deblur", model, controls, self._session(session, request), prepare)
+        yield from self.runner.run_task("deblur", model, controls, self._session(session, request), prepare,
+                                          tune_steps=tune_steps)
 
     def superres(self, image, factor, model, latent_space, steps, lr, l1, l2, perceptual, perceptual_net,
                  latent_dist, optimize_noise, optimizer, seed, preview_every, session=None,
-                 request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None):
+                 request: gr.Request | None = None, crop_x=None, crop_y=None, crop_size=None, tune_steps=None):
         """Super-resolve: find an image whose `factor`-times smaller version matches the photo."""
         controls = (latent_space, steps, lr, l1, l2, perceptual, perceptual_net, latent_dist, optimize_noise,
                     optimizer, seed, preview_every)
@@ -159,7 +164,8 @@ class Handlers:
             f = inputs.superres_factor(factor, m.resolution)
             framed = inputs.framed_photo(image, m, notices, (crop_x, crop_y, crop_size), settings=self.settings)
             return framed.target(), None, dict(factor=f), framed
-        yield from self.runner.run_task("superres", model, controls, self._session(session, request), prepare)
+        yield from self.runner.run_task("superres", model, controls, self._session(session, request), prepare,
+                                          tune_steps=tune_steps)
 
     # ------------------------------------------------------------------------ continue / rewind
 

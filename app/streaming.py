@@ -205,8 +205,10 @@ class Runner:
     # ------------------------------------------------------------------------------ task runs
 
     def run_task(self, task: str, model_choice: str | None, controls: tuple, session: Session | None,
-                 prepare_inputs: PrepareInputs) -> Iterator[tuple]:
-        """Common body of the six task handlers. `prepare_inputs(model, notices)` -> (target, painted, extra)."""
+                 prepare_inputs: PrepareInputs, *, tune_steps: Any = None) -> Iterator[tuple]:
+        """Common body of the six task handlers. `prepare_inputs(model, notices)` -> (target, painted, extra).
+        `tune_steps`: this run's pivotal tuning steps (the API's parameter); None = the session's Settings slider,
+        else the model's default."""
         started = time.perf_counter()
         session = as_session(session)
         notices: list[str] = []
@@ -218,7 +220,9 @@ class Runner:
                 yield (None, None, None, None, f"**Loading** — {loading}", None, gr.skip(), session)
             key, model = self.model(key)
             cfg = self.config(task, model, c, notices)
-            cfg = with_tuning(task, cfg, session.tune_steps, max_steps=self.settings.max_steps, notices=notices)
+            tuning = session.tune_steps if tune_steps is None else {
+                task: number("Tuning steps", tune_steps, integer=True, minimum=0)}
+            cfg = with_tuning(task, cfg, tuning, max_steps=self.settings.max_steps, notices=notices)
             target, painted, extra, *framed = prepare_inputs(model, notices)
             request = engine.request_for_task(task, target, painted=painted, config=cfg, **extra)
         except Exception as exc:

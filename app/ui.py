@@ -292,7 +292,10 @@ def build_demo(settings: Settings, *, handlers: Handlers | None = None) -> gr.Bl
                         all_tunes.append(tune)
                     all_controls += controls
                     handler = getattr(h, tab)
-                    run_evt = run_btn.click(handler, inputs + [model, *controls, session, *crop],
+                    # The API's `tune_steps` (None: the Settings slider, else the model's default); never shown.
+                    api_tune = [gr.Number(None, precision=0, visible=False, label="Pivotal tuning steps (API)")] \
+                        if tab in TUNABLE_TASKS else []
+                    run_evt = run_btn.click(handler, inputs + [model, *controls, session, *crop, *api_tune],
                                             out.outputs(session) + extra_out, api_name=tab, **run_opts)
                     cont_evt = out.continue_btn.click(h.continue_run, [task, out.slider, gr.State(False), model,
                                                                       *controls, session],

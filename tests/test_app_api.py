@@ -24,6 +24,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from app.session import RunRecord, SavedFrame  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from engine.runstate import RunState  # noqa: E402
+from engine.state import load_state  # noqa: E402
 from tests.app_server import (TINY, box_mask, env, free_port, layer_with, one_torch_thread, running_app,  # noqa: E402
                               save_png, two_tone, write_tiny_models)
 
@@ -266,6 +267,24 @@ def test_errors_reach_the_client_as_friendly_messages(app, files, tmp_path, endp
     assert text in str(ei.value) and "Traceback" not in str(ei.value)
 
 
+def test_tune_steps_parameter_turns_pivotal_tuning_on_and_off(app, files, tmp_path):
+    """The photo endpoints' `tune_steps`: N tunes N steps after the search (the step counter runs on), 0 and None
+    (left out: the model's default, none on the tiny model) do not; scribble has no such parameter."""
+    url, _, _ = app
+    client = _client(url, tmp_path)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for endpoint in ENDPOINTS:
+        names = [p["parameter_name"] for p in api[endpoint]["parameters"]]
+        assert ("tune_steps" in names) == (endpoint not in ("/scribble", "/interpolate")), (endpoint, names)
+    tuned = client.submit(**_args("/deblur", files), **FAST, tune_steps=6, api_name="/deblur").result()
+    assert "step 18 / 18" in _status("/deblur", tuned)
+    assert load_state(next(p for p in tuned[5] if Path(p).name == "latent.pt")).tuned
+    for extra in ({"tune_steps": 0}, {}):
+        plain = client.submit(**_args("/deblur", files), **FAST, **extra, api_name="/deblur").result()
+        assert "step 12 / 12" in _status("/deblur", plain), extra
+        assert not load_state(next(p for p in plain[5] if Path(p).name == "latent.pt")).tuned
+
+
 def test_two_sessions_results_do_not_cross(app, files, tmp_path):
     url, _, _ = app
     results: dict[str, tuple] = {}
@@ -297,7 +316,7 @@ def test_two_sessions_results_do_not_cross(app, files, tmp_path):
     # NaN/inf cannot travel in JSON (gradio_client refuses them): handler tests cover those values.
     dict(steps=0), dict(steps=-1), dict(steps="many"), dict(lr=-0.1), dict(l1=-1.0), dict(l2="x"),
     dict(model="no-such-model"), dict(model="/etc/passwd"), dict(model="../../outside.pkl"),
-    dict(latent_space="q"), dict(preview_every=0),
+    dict(latent_space="q"), dict(preview_every=0), dict(tune_steps=-1), dict(tune_steps="many"),
 ], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_bad_api_parameters_get_a_clear_error_and_the_server_stays_up(app, files, tmp_path, changes):
     url, _, _ = app
