@@ -5,6 +5,7 @@ session last, like a task tab's, so a tick from `app.tabs` fits here too).
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import time
@@ -20,7 +21,7 @@ from engine.interpolate import common_space, interpolation_frames, lift
 from engine.state import EditState, save_state
 
 from . import inputs, views
-from .controls import number, parse_controls, with_tuning
+from .controls import number, parse_controls
 from .model_cache import resolve
 from .session import THUMB, RunRecord, Session, new_run_folder
 from .streaming import Runner
@@ -58,8 +59,9 @@ def interpolate(runner: Runner, session: Session, *, image_a: Any, image_b: Any,
         if loading:
             yield (None, None, f"**Loading** — {loading}", None, None, None, None, session)
         key, m = runner.model(key)
+        cfg = runner.config("interpolate", m, c, notices)
         # The two ends are reconstructed with the untuned generator the morph uses, whatever the model's default.
-        cfg = with_tuning("interpolate", runner.config("interpolate", m, c, notices), {}, max_steps=0, notices=notices)
+        cfg = cfg.replace(tuning=dataclasses.replace(cfg.tuning, steps=0))
         if any(session.tune_steps.values()):
             notices.append("Interpolation morphs with the shared, untuned generator: pivotal tuning only "
                            "applies to the single-image tabs.")
