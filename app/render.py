@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from engine.export import upscale
-from engine.imageio import PAINTED_SHARE, coverage
+from engine.photo import crop_placement, strokes_to_frame
 
 OUTLINE_RGB = (255, 40, 90)
 WHITE = 255
@@ -30,21 +30,9 @@ def center_square(arr: np.ndarray) -> np.ndarray:
 
 
 def shrink_strokes(rgb: np.ndarray, strokes: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """Square stroke image + stroke mask -> (colours, mask) at `resolution`.
-
-    A low-resolution pixel is a stroke when any part of it was stroked (`engine.imageio.coverage`, the rule the
-    CLI's masks follow too); its colour is the mean colour of the
-    stroked part only (so a thin red line stays red instead of fading to pink against the white canvas).
-    Pixels without strokes are white.
-    """
-    m = strokes.astype(np.float32)
-    size = (resolution, resolution)
-    cover = coverage(strokes, resolution)
-    summed = cv2.resize(rgb.astype(np.float32) * m[..., None], size, interpolation=cv2.INTER_AREA)
-    small_mask = cover > PAINTED_SHARE
-    colours = np.full((resolution, resolution, 3), WHITE, np.float32)
-    colours[small_mask] = summed[small_mask] / cover[small_mask][:, None]
-    return np.clip(np.rint(colours), 0, 255).astype(np.uint8), small_mask
+    """Square stroke image + stroke mask -> (colours, mask) at `resolution`, by `engine.photo.strokes_to_frame`
+    (a pixel is a stroke when any part of it was stroked; its colour is the mean of the stroked part only)."""
+    return strokes_to_frame(rgb, strokes, crop_placement(rgb.shape[:2], resolution))
 
 
 def with_outline(rgb: np.ndarray, mask: np.ndarray, size: int, *, colour: tuple[int, int, int] = OUTLINE_RGB,

@@ -27,9 +27,9 @@ from .imageio import read_mask, read_rgb
 from .interpolate import common_space, interpolation_frames, lift
 from .inversion import run
 from .model import EngineModel, prepare
-from .photo import CropBox, mask_to_frame, photo_composite, to_frame
+from .photo import CropBox, mask_to_frame, photo_composite, strokes_to_frame, to_frame
 from .state import EditState, save_state
-from .tasks import TaskDefaults, request_for_task
+from .tasks import TaskDefaults, request_for_task, strokes_from_image
 from .types import TASKS, EngineError, Frame
 
 CLI_TASKS = TASKS + ("interpolate",)
@@ -95,6 +95,13 @@ def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str,
         painted = mask_to_frame(photo_painted, placement)
     if task == "inpaint" and painted is None:
         raise EngineError("inpaint needs --mask (white = region to fill)")
+    if task == "scribble":
+        # Strokes found at the input's own resolution (the app's rule), then shrunk keeping their colours.
+        strokes = photo_painted if photo_painted is not None else strokes_from_image(rgb)
+        target, painted = strokes_to_frame(rgb, strokes, placement)
+        if not painted.any():
+            raise EngineError(f"{Path(path).name}: no strokes inside the square the model sees (strokes are "
+                              "the non-white pixels, or --mask's white ones)")
     cfg = _config(a, task if task in TASKS else "reconstruct", getattr(model.G, "arch", "stylegan2"),
                   model.config.task_defaults)
     req = request_for_task(task, target, painted=painted, config=cfg, kernel_size=a.kernel_size, sigma=a.sigma,

@@ -111,3 +111,37 @@ def test_fit_mask_keeps_thin_strokes_like_the_app():
     small = fit_mask(m, 64)
     assert small.shape == (64, 64) and small[200 // 8].sum() >= 40 and small.sum() == small[200 // 8].sum()
     assert not fit_mask(np.zeros((100, 100), bool), 64).any() and fit_mask(np.ones((30, 30), bool), 64).all()
+
+
+def test_scribble_keeps_stroke_colours_like_the_app(env, capsys):
+    """A 128 px scribble shrunk to the 32 px model: every stroke pixel keeps the drawn colour (shrinking the picture
+    itself blends each stroke's edge with the white canvas), and strokes and colours equal the app's."""
+    from app.render import shrink_strokes
+    from engine.tasks import strokes_from_image
+
+    drawn = ((90, 100, 110), (200, 60, 30))
+    big = np.full((128, 160, 3), 255, np.uint8)   # wider than high: the centred square is used
+    cv2.line(big, (30, 20), (130, 100), drawn[0], 9, cv2.LINE_8)
+    cv2.circle(big, (80, 90), 11, drawn[1], -1, cv2.LINE_8)
+    cv2.imwrite(str(env / "big.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    code, _, stderr = _run(["scribble", "--model", "tiny32", "--input", str(env / "big.png"), "--steps", "2",
+                            "--out", str(env / "sc")], capsys)
+    assert code == 0, stderr
+    target = cv2.cvtColor(cv2.imread(str(env / "sc" / "target.png")), cv2.COLOR_BGR2RGB).astype(int)
+    stroke = (target != 255).any(axis=-1)
+    assert stroke.sum() > 60
+    # each stroke pixel is one drawn colour, or (where the two strokes meet) a mix of the two, never canvas white
+    lo, hi = np.minimum(*drawn), np.maximum(*drawn)
+    assert ((target[stroke] >= lo - 1) & (target[stroke] <= hi + 1)).all()
+    square = np.ascontiguousarray(big[:, 16:144])
+    colours, mask = shrink_strokes(square, strokes_from_image(square), 32)
+    assert (mask == stroke).all() and np.abs(colours.astype(int) - target).max() <= 1
+
+
+def test_scribble_with_no_strokes_in_the_frame_says_so(env, capsys):
+    blank = np.full((40, 120, 3), 255, np.uint8)
+    blank[:, :5] = 0                               # only outside the centred square
+    cv2.imwrite(str(env / "blank.png"), blank)
+    code, _, stderr = _run(["scribble", "--model", "tiny32", "--input", str(env / "blank.png"), "--steps", "2",
+                            "--out", str(env / "sb")], capsys)
+    assert code == 2 and "no strokes" in stderr and "Traceback" not in stderr
