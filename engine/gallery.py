@@ -1,6 +1,6 @@
-"""Gallery: every photo task on a fixed set of held-out photos -> one contact sheet per task and a table.
+"""Gallery: every photo task on a fixed set of held-out photos, and scribbles -> a contact sheet per task, a table.
 
-    python -m engine.gallery --model face64 --out DIR [--n 3] [--steps 200] [--tasks inpaint,colorize]
+    python -m engine.gallery --model face64 --out DIR [--n 3] [--steps 200] [--tasks inpaint,colorize,scribble]
                              [--latent-space w] [--realism 0.05] [--lr 0.05] [--perceptual 0.3] [--latent-dist 0.01]
 
 Photos: the first `n` names of `assets/models/<model>.heldout.txt` (never trained on) found in `--data`
@@ -12,6 +12,9 @@ back into the photo (`engine.photo.photo_composite`). Sheets (`<model>_<task>.pn
 result, composite) and `<model>.md` / `<model>.csv`: PSNR/SSIM of the result against the true frame on the known
 pixels and in the hole, chroma error (RMS of Cb/Cr of the composite vs the true colours, inside the frame),
 luminance fidelity (PSNR of the composite's Y vs the input photo's Y), seconds per run.
+Scribble: the bundled example scribbles of the domain (`assets/examples/scribble_<cat|face|grumpy>*_256.png`),
+shrunk as the app and the CLI shrink them, each drawn with seeds 0, 1, 2 (`--seeds`); PSNR / SSIM on the stroke
+pixels (the only known pixels).
 """
 from __future__ import annotations
 
@@ -38,15 +41,17 @@ from .imageio import read_mask, read_rgb
 from .inversion import run
 from .metrics import psnr, ssim
 from .model import EngineModel, prepare
-from .photo import Placement, chroma, footprint, from_frame, luma, photo_composite, to_frame
-from .tasks import TaskDefaults, project_target, request_for_task
+from .photo import Placement, chroma, footprint, from_frame, luma, photo_composite, strokes_to_frame, to_frame
+from .tasks import TaskDefaults, project_target, request_for_task, strokes_from_image
 from .types import InversionConfig
 
 log = logging.getLogger("engine.gallery")
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO_TASKS = ("reconstruct", "inpaint", "colorize", "deblur", "superres")
+GALLERY_TASKS = PHOTO_TASKS + ("scribble",)
 CELL = 128
 COLUMNS = ("input", "what the loss compares", "result", "composite")
+SCRIBBLE_SEEDS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,32 @@ def run_one(model: EngineModel, task: str, photo: np.ndarray, placement: Placeme
     return row, [shown_in, loss_view, result, comp]
 
 
+def scribble_paths(model: EngineModel) -> list[Path]:
+    """The bundled example scribbles of the model's domain (faces, Grumpy Cat, or cats)."""
+    name, domain = model.config.name, model.config.domain
+    kind = "face" if is_face_model(name, domain) else "grumpy" if "grumpy" in f"{name} {domain}" else "cat"
+    return sorted((ROOT / "assets" / "examples").glob(f"scribble_{kind}*_256.png"))
+
+
+def run_scribble(model: EngineModel, scribble: np.ndarray, config: InversionConfig, seeds: tuple[int, ...]
+                 ) -> tuple[list[Row], list[np.ndarray]]:
+    """One scribble drawn with each seed: a row per seed, and the sheet's cells (the scribble, what the loss
+    compares, a result per seed)."""
+    placement, _ = frame_photo(scribble, model.resolution, align_face=False)
+    target, strokes = strokes_to_frame(scribble, strokes_from_image(scribble), placement)
+    rows, cells = [], [scribble, target]
+    nan = float("nan")
+    for seed in seeds:
+        req = request_for_task("scribble", target, painted=strokes, config=config.replace(seed=seed))
+        t0 = time.perf_counter()
+        result = list(run(model, req))[-1].image
+        rows.append(Row(task="scribble", photo=f"seed {seed}", psnr_known=psnr(result, target, strokes),
+                        ssim_known=ssim(result, target, strokes), psnr_hole=nan, ssim_hole=nan, chroma_rms=nan,
+                        y_psnr=nan, seconds=time.perf_counter() - t0))
+        cells.append(result)
+    return rows, cells
+
+
 def _hole_ssim(a: np.ndarray, b: np.ndarray, hole: np.ndarray) -> float:
     """SSIM over the hole's bounding box (SSIM windows need neighbours; the hole alone is too thin)."""
     ys, xs = np.nonzero(hole)
@@ -160,15 +191,16 @@ def _cell(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def contact_sheet(title: str, rows: list[list[np.ndarray]], captions: list[str]) -> np.ndarray:
-    """Rows of four cells under a header line and the column names; a caption under each row."""
+def contact_sheet(title: str, rows: list[list[np.ndarray]], captions: list[str], *,
+                  columns: tuple[str, ...] = COLUMNS) -> np.ndarray:
+    """Rows of cells (one per column) under a header line and the column names; a caption under each row."""
     gap, head, cap = 4, 34, 14
-    width = len(COLUMNS) * (CELL + gap) + gap
+    width = len(columns) * (CELL + gap) + gap
     height = head + len(rows) * (CELL + cap + gap) + gap
     sheet = np.full((height, width, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(sheet, title, (gap, 13), font, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-    for j, name in enumerate(COLUMNS):
+    for j, name in enumerate(columns):
         cv2.putText(sheet, name, (gap + j * (CELL + gap), 29), font, 0.36, (60, 60, 60), 1, cv2.LINE_AA)
     for i, (cells, caption) in enumerate(zip(rows, captions)):
         y = head + i * (CELL + cap + gap)
@@ -236,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--data", type=Path, help="folder with the held-out photos (default ../shared/data/<domain>)")
     p.add_argument("--n", type=int, default=3, help="held-out photos per task (plus the bundled example)")
-    p.add_argument("--tasks", default=",".join(PHOTO_TASKS))
+    p.add_argument("--tasks", default=",".join(GALLERY_TASKS))
+    p.add_argument("--seeds", default=",".join(map(str, SCRIBBLE_SEEDS)), help="scribble: the seeds to draw with")
     p.add_argument("--tag", default="", help="suffix of the output file names (comparing settings)")
     p.add_argument("--no-align", action="store_true", help="face models: centre crop instead of aligning")
     p.add_argument("--save-results", action="store_true",
@@ -250,20 +283,45 @@ def config_for(task: str, arch: str, a: argparse.Namespace, overrides: TaskDefau
     return cfg.replace(preview_every=cfg.steps)
 
 
+def _scribble_sheet(model: EngineModel, cfg: InversionConfig, seeds: tuple[int, ...], path: Path,
+                    title: str) -> list[Row]:
+    rows, cells, captions = [], [], []
+    for path_in in scribble_paths(model):
+        got, row_cells = run_scribble(model, read_rgb(path_in), cfg, seeds)
+        got = [dataclasses.replace(r, photo=f"{path_in.name} {r.photo}") for r in got]
+        rows += got
+        cells.append(row_cells)
+        captions.append(f"{path_in.stem[:24]}  strokes " + " / ".join(_fmt(r.psnr_known, 1) for r in got) + " dB")
+        log.info("scribble %s: strokes %s dB", path_in.name, ", ".join(_fmt(r.psnr_known) for r in got))
+    if not cells:
+        log.warning("no example scribbles for %s", model.config.name)
+        return rows
+    save_sheet(path, contact_sheet(title, cells, captions,
+                                   columns=("scribble", "what the loss compares") + tuple(f"seed {s}" for s in seeds)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = prepare(load_model(a.model, device=a.device), device=a.device)
     arch = getattr(model.G, "arch", model.config.arch)
     tasks = [t for t in a.tasks.split(",") if t]
-    bad = [t for t in tasks if t not in PHOTO_TASKS]
+    bad = [t for t in tasks if t not in GALLERY_TASKS]
     if bad:
-        print(f"error: unknown task(s) {bad}; expected some of {PHOTO_TASKS}", file=sys.stderr)
+        print(f"error: unknown task(s) {bad}; expected some of {GALLERY_TASKS}", file=sys.stderr)
+        return 2
+    try:
+        seeds = tuple(int(x) for x in a.seeds.split(",") if x.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds:
+        print(f"error: --seeds must be integers separated by commas, got {a.seeds!r}", file=sys.stderr)
         return 2
     a.out.mkdir(parents=True, exist_ok=True)
     align = not a.no_align and is_face_model(model.config.name, model.config.domain)
     photos = []
-    for path in photo_paths(model, n=a.n, data=a.data):
+    for path in photo_paths(model, n=a.n, data=a.data) if set(tasks) & set(PHOTO_TASKS) else ():
         rgb = read_rgb(path)
         placement, note = frame_photo(rgb, model.resolution, align_face=align)
         log.info("%s: %s", path.name, note)
@@ -273,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     configs = {}
     for task in tasks:
         cfg = configs[task] = config_for(task, arch, a, model.config.task_defaults)
+        title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
+                 f"perc {cfg.weights.perceptual:g} {cfg.perceptual[:4]}, dist {cfg.weights.latent_dist:g}, "
+                 f"spread {cfg.weights.layer_spread:g}, real {cfg.weights.realism:g}"
+                 + (f", tune {cfg.tuning.steps}" if cfg.tuning.steps else ""))
+        if task == "scribble":
+            rows += _scribble_sheet(model, cfg, seeds, a.out / f"{name}_{task}.png", title)
+            continue
         cells, captions = [], []
         for pname, rgb, placement in photos:
             row, four = run_one(model, task, rgb, placement, cfg)
@@ -285,10 +350,6 @@ def main(argv: list[str] | None = None) -> int:
             captions.append(_caption(row))
             log.info("%s %s: known %.2f dB, hole %s dB, chroma %s, Y %.1f dB, %.1f s", task, pname, row.psnr_known,
                      _fmt(row.psnr_hole), _fmt(row.chroma_rms), row.y_psnr, row.seconds)
-        title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
-                 f"perc {cfg.weights.perceptual:g} {cfg.perceptual[:4]}, dist {cfg.weights.latent_dist:g}, "
-                 f"spread {cfg.weights.layer_spread:g}, real {cfg.weights.realism:g}"
-                 + (f", tune {cfg.tuning.steps}" if cfg.tuning.steps else ""))
         save_sheet(a.out / f"{name}_{task}.png", contact_sheet(title, cells, captions))
     means = summary(rows)
     (a.out / f"{name}.md").write_text(markdown(model.config.name, configs, means), encoding="utf-8")

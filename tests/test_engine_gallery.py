@@ -6,7 +6,7 @@ import cv2
 import pytest
 
 import models
-from engine.gallery import COLUMNS, PHOTO_TASKS, main
+from engine.gallery import COLUMNS, PHOTO_TASKS, SCRIBBLE_SEEDS, main
 from tests.tiny import make_tiny_model
 
 
@@ -26,16 +26,32 @@ def test_gallery_writes_a_sheet_per_task_and_a_table(models_dir, tmp_path):
         sheet = cv2.imread(str(out / f"tiny32_{task}.png"))
         assert sheet is not None and sheet.shape[1] > 128 * len(COLUMNS) and sheet.shape[0] > 128, task
     rows = list(csv.DictReader((out / "tiny32.csv").open()))
-    assert [r["task"] for r in rows] == list(PHOTO_TASKS)          # one bundled photo per task
+    n_scribbles = 2 * len(SCRIBBLE_SEEDS)                           # the two cat scribbles, each seed
+    assert [r["task"] for r in rows] == list(PHOTO_TASKS) + ["scribble"] * n_scribbles  # one photo per task
+    rows = rows[:len(PHOTO_TASKS)]
     by_task = {r["task"]: r for r in rows}
     assert all(math.isfinite(float(r["psnr_known"])) and float(r["seconds"]) > 0 for r in rows)
     assert math.isfinite(float(by_task["inpaint"]["psnr_hole"])) and math.isnan(float(by_task["deblur"]["psnr_hole"]))
     assert math.isfinite(float(by_task["colorize"]["chroma_rms"]))
     assert float(by_task["colorize"]["y_psnr"]) >= 40               # colorize keeps the photo's luminance
     table = (out / "tiny32.md").read_text()
-    assert table.count("\n| ") == 1 + len(PHOTO_TASKS) and "4 steps" in table
+    assert table.count("\n| ") == 2 + len(PHOTO_TASKS) and "4 steps" in table and f"| scribble | {n_scribbles} |" in table
 
 
 def test_gallery_rejects_unknown_tasks(models_dir, tmp_path, capsys):
     assert main(["--model", "tiny32", "--out", str(tmp_path / "g"), "--tasks", "sketch"]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_gallery_draws_the_domains_example_scribbles_with_each_seed(models_dir, tmp_path, capsys):
+    out = tmp_path / "gallery"
+    assert main(["--model", "tiny32", "--out", str(out), "--steps", "3", "--tasks", "scribble", "--seeds", "4,5"]) == 0
+    rows = list(csv.DictReader((out / "tiny32.csv").open()))
+    assert [r["photo"] for r in rows] == ["scribble_cat_grey_256.png seed 4", "scribble_cat_grey_256.png seed 5",
+                                          "scribble_cat_orange_256.png seed 4", "scribble_cat_orange_256.png seed 5"]
+    assert all(math.isfinite(float(r["psnr_known"])) and math.isnan(float(r["psnr_hole"])) for r in rows)
+    assert rows[0]["psnr_known"] != rows[1]["psnr_known"]           # the seed changes the drawing
+    sheet = cv2.imread(str(out / "tiny32_scribble.png"))              # scribble, loss view, a result per seed
+    assert sheet is not None and 128 * 4 < sheet.shape[1] < 128 * 5 and sheet.shape[0] > 2 * 128
+    assert main(["--model", "tiny32", "--out", str(out), "--tasks", "scribble", "--seeds", "a"]) == 2
+    assert "--seeds" in capsys.readouterr().err
