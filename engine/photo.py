@@ -168,8 +168,8 @@ def strokes_to_frame(colours: np.ndarray, strokes: np.ndarray,
                      placement: Placement) -> tuple[np.ndarray, np.ndarray]:
     """A scribble (uint8 RGB + bool stroke mask, photo pixels) in the frame -> (uint8 RGB, bool mask). A frame
     pixel is a stroke when any part of it was stroked, and its colour is the mean colour of that stroked part
-    only: shrinking the picture itself would blend each stroke's edge with the canvas around it (a grey stroke
-    drawn at 256 px came out about 20 levels lighter at 64 px). Pixels without strokes are white."""
+    only: shrinking the picture itself would give every frame pixel on a stroke's edge a blend of the stroke's
+    colour and the canvas white, which the loss then asks G to draw. Pixels without strokes are white."""
     _check_photo(colours, placement)
     m = np.asarray(strokes, bool)
     if m.shape != tuple(placement.photo_shape):
