@@ -306,7 +306,7 @@ def test_continue_and_rewind(handlers, photo_path):
 
 
 def test_continue_lifts_w_to_w_plus(handlers):
-    outs = outputs(handlers.scribble(sketch(), TINY, *ctrl("scribble"), None))
+    outs = outputs(handlers.scribble(sketch(), TINY, *ctrl("scribble", latent_space="w"), None))
     session = sess(outs[-1])
     assert session.runs["scribble"].final.latent.shape == (1, 32)
     outputs(handlers.continue_run("scribble", 0, False, TINY, *ctrl("scribble", steps=3, latent_space="w+"),

@@ -1,4 +1,5 @@
 """The inversion loop: recovery, masking, determinism, cancellation, options."""
+import dataclasses
 import logging
 
 import numpy as np
@@ -173,6 +174,24 @@ def test_scribble_strokes_pull_colour(model):
     f = list(run(model, req))[-1]
     patch = f.image[8:24, 8:24].astype(float).mean(axis=(0, 1))
     assert patch[0] > patch[1] + 40 and patch[0] > patch[2] + 40
+
+
+def test_scribble_defaults_pull_colour_in_w_plus_with_rows_held_together(model):
+    """The scribble task's defaults: w+ whose rows the spread term keeps together, still drawing the strokes."""
+    from engine import default_config
+    strokes = np.full((32, 32, 3), 255, np.uint8)
+    strokes[8:24, 8:24] = (220, 30, 30)
+    cfg = default_config("scribble", arch="stylegan2").replace(steps=80, preview_every=80)
+    finals = {}
+    for spread in (cfg.weights.layer_spread, 0.0):
+        c = cfg.replace(weights=dataclasses.replace(cfg.weights, layer_spread=spread))
+        finals[spread] = list(run(model, request_for_task("scribble", strokes, config=c)))[-1]
+    f = finals[cfg.weights.layer_spread]
+    patch = f.image[8:24, 8:24].astype(float).mean(axis=(0, 1))
+    assert patch[0] > patch[1] + 30 and patch[0] > patch[2] + 30
+    assert cfg.latent_space == "w+" and f.latent.shape[0] == model.G.num_ws > 1
+    spread_of = {k: float(torch.as_tensor(v.latent).float().std(dim=0).mean()) for k, v in finals.items()}
+    assert spread_of[cfg.weights.layer_spread] < 0.5 * spread_of[0.0]
 
 
 def test_layer_spread_pulls_w_plus_rows_together(model):
