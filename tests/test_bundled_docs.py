@@ -85,3 +85,14 @@ def test_bundled_task_defaults_apply_and_are_explained(name: str) -> None:
     if own:
         text = (ROOT / "README.md").read_text(encoding="utf-8")
         assert re.search(rf"`{re.escape(name)}`'s own defaults", text), f"README explains {name}'s task_defaults"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "assets" / "gallery").glob("*.md")))
+def test_readme_gallery_tables_repeat_the_gallery_files(name):
+    """Each row of `assets/gallery/<model>.md` (what `python -m engine.gallery` wrote) is in the README as it is."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = [ln for ln in (ROOT / "assets" / "gallery" / f"{name}.md").read_text(encoding="utf-8").splitlines()
+            if ln.startswith("| ") and not ln.startswith("| task ")]
+    assert rows
+    missing = [r.split(" | ")[0] for r in rows if r not in text]
+    assert not missing, f"README's {name} gallery table differs from assets/gallery/{name}.md for {missing}"
