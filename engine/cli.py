@@ -84,17 +84,13 @@ def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str,
     rgb = read_rgb(path)
     align = task != "scribble" and not a.no_align and is_face_model(model.config.name, model.config.domain)
     placement, note = frame_photo(rgb, model.resolution, align_face=align, crop=_crop(a.crop))
-    target = to_frame(rgb, placement)
     log.info("input %s: %s", Path(path).name, note)
-    painted = photo_painted = None
+    photo_painted = None
     if a.mask and task in ("inpaint", "scribble"):
         photo_painted = read_mask(a.mask)
         if photo_painted.shape != rgb.shape[:2]:
             raise EngineError(f"mask size {photo_painted.shape[1]}x{photo_painted.shape[0]} does not match the "
                               f"input's {rgb.shape[1]}x{rgb.shape[0]}")
-        painted = mask_to_frame(photo_painted, placement)
-    if task == "inpaint" and painted is None:
-        raise EngineError("inpaint needs --mask (white = region to fill)")
     if task == "scribble":
         # Strokes found at the input's own resolution (the app's rule), then shrunk keeping their colours.
         strokes = photo_painted if photo_painted is not None else strokes_from_image(rgb)
@@ -102,6 +98,11 @@ def invert_file(model: EngineModel, a: argparse.Namespace, task: str, path: str,
         if not painted.any():
             raise EngineError(f"{Path(path).name}: no strokes inside the square the model sees (strokes are "
                               "the non-white pixels, or --mask's white ones)")
+    else:
+        target = to_frame(rgb, placement)
+        painted = mask_to_frame(photo_painted, placement) if photo_painted is not None else None
+    if task == "inpaint" and painted is None:
+        raise EngineError("inpaint needs --mask (white = region to fill)")
     cfg = _config(a, task if task in TASKS else "reconstruct", getattr(model.G, "arch", "stylegan2"),
                   model.config.task_defaults)
     req = request_for_task(task, target, painted=painted, config=cfg, kernel_size=a.kernel_size, sigma=a.sigma,
