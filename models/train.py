@@ -65,6 +65,8 @@ class TrainOptions:
     channel_base: int = 2048
     channel_max: int = 256
     z_dim: int = 256
+    # StyleGAN2-ADA's `cifar` preset (32 px) uses 2 mapping layers, `paper256` and the paper's 8.
+    mapping_layers: int = 2
     dcgan_width: int = 64
 
 
@@ -90,7 +92,8 @@ def make_config(opts: TrainOptions, *, data_name: str) -> ModelConfig:
     info = dict(name=f"{Path(data_name).name}-{opts.arch}{opts.resolution}", domain=Path(data_name).name)
     if opts.arch == "stylegan2":
         return small_stylegan2_config(resolution=opts.resolution, channel_base=opts.channel_base,
-                                      channel_max=opts.channel_max, z_dim=opts.z_dim, w_dim=opts.z_dim, **info)
+                                      channel_max=opts.channel_max, z_dim=opts.z_dim, w_dim=opts.z_dim,
+                                      mapping_layers=opts.mapping_layers, **info)
     if opts.resolution != 64:
         raise ValueError("DCGAN trains at 64 px only")
     return dcgan_config(z_dim=100, ngf=opts.dcgan_width, ndf=opts.dcgan_width, **info)
@@ -369,6 +372,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channel-base", type=int, default=2048)
     p.add_argument("--channel-max", type=int, default=256)
     p.add_argument("--z-dim", type=int, default=256)
+    p.add_argument("--mapping-layers", type=int, help="StyleGAN2 mapping network depth of a new network "
+                   f"(default {TrainOptions.mapping_layers}; a resumed network keeps its own)")
     p.add_argument("--holdout", type=float, default=0.02, help="fraction of files held out (by name hash)")
     p.add_argument("--snapshot-min", type=float, default=5.0, help="minutes between state/sample saves")
     p.add_argument("--export", help="also write a native model here at each snapshot (NAME.safetensors)")
@@ -383,6 +388,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if (a.widen_channel_base is not None or a.widen_channel_max is not None) and not a.resume_model:
         p.error("--widen-channel-base/--widen-channel-max widen a model given with --resume-model")
+    if a.mapping_layers is not None and (a.resume or a.resume_model):
+        p.error("--mapping-layers shapes a new network; a resumed one keeps its own mapping depth")
+    if a.mapping_layers is not None and a.mapping_layers < 1:
+        p.error("--mapping-layers must be at least 1")
     return a
 
 
@@ -423,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout,
                         style_mixing=a.style_mixing,
                         seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
+                        mapping_layers=a.mapping_layers or TrainOptions.mapping_layers,
                         augment=tuple(a.augment))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -146,6 +146,21 @@ def test_ema_and_style_mixing_options_reach_the_run_and_its_provenance(tmp_path)
     assert "EMA half-life 20 kimg" in provenance and "style mixing 0," in provenance
 
 
+def test_mapping_layers_option_builds_a_new_network_that_deep_and_resumes_it(tmp_path):
+    data = _image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
+              "--channel-max", "16", "--z-dim", "16", "--out", str(out), "--export", str(out / "m.safetensors")]
+    assert main(common + ["--kimg", "0.004", "--mapping-layers", "5"]) == 0
+    model = models.load_model(out / "m.safetensors")
+    assert model.G.mapping.num_layers == 5 and hasattr(model.G.mapping, "fc4")
+    assert main(common + ["--kimg", "0.008", "--resume", str(out / "state.pt")]) == 0
+    assert models.load_model(out / "m.safetensors").G.mapping.num_layers == 5
+    assert models.load_model(out / "m.safetensors").config.images_seen == 8
+    with pytest.raises(SystemExit):
+        main(common + ["--kimg", "0.008", "--resume-model", str(out / "m.safetensors"), "--mapping-layers", "8"])
+
+
 @pytest.mark.parametrize("ema_kimg", [10.0, 20.0])
 def test_g_ema_moves_towards_g_by_the_half_life_fraction(ema_kimg):
     opts = TrainOptions(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, ema_kimg=ema_kimg)
