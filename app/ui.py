@@ -156,7 +156,8 @@ def _controls(tab: str, settings: Settings, info: ModelInfo) -> list:
             latent_dist = gr.Number(d.latent_dist, label="Latent-distance weight",
                                     info="pulls towards the average picture")
             noise = gr.Checkbox(d.optimize_noise, label="Optimise noise maps")
-            seed = gr.Number(d.seed, precision=0, label="Seed")
+            seed = gr.Number(d.seed, precision=0, label="Seed",
+                             info="StyleGAN2 models: another seed, another cat or face" if tab == "scribble" else None)
             every = gr.Number(d.preview_every, precision=0, label="Preview every k steps")
         tune = None
         if tab in TUNABLE_TASKS:

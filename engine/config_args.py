@@ -29,7 +29,7 @@ WEIGHT_OPTIONS: tuple[tuple[str, str], ...] = (
 # Options copied straight into an InversionConfig field, as argparse dest -> field (`--perceptual` is the loss
 # weight, so the network's option is `--perceptual-net`).
 _SETTINGS = {"steps": "steps", "lr": "lr", "latent_space": "latent_space", "optimizer": "optimizer",
-             "init": "init", "perceptual_net": "perceptual"}
+             "init": "init", "num_starts": "num_starts", "start_psi": "start_psi", "perceptual_net": "perceptual"}
 
 
 def add_config_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -38,7 +38,11 @@ def add_config_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--latent-space", choices=("z", "w", "w+"))
     p.add_argument("--optimizer", choices=("adam", "lbfgs"))
-    p.add_argument("--init", choices=("mean", "best-of-k"))
+    p.add_argument("--init", choices=("mean", "best-of-k"),
+                   help="start at the average latent, or at the best of --num-starts random ones drawn from the seed")
+    p.add_argument("--num-starts", type=int, help="best-of-k: how many random starts to score")
+    p.add_argument("--start-psi", type=float, help="best-of-k: pull the random starts towards the average "
+                   "(1: plain samples, 0: the average)")
     p.add_argument("--perceptual-net", choices=PERCEPTUALS)
     for name, text in WEIGHT_OPTIONS:
         p.add_argument("--" + name.replace("_", "-"), type=float, help=text)

@@ -255,7 +255,8 @@ def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict])
         w = c.weights
         setting = (f"{c.latent_space}, {c.steps} steps, lr {c.lr:g}, perceptual {w.perceptual:g} ({c.perceptual}), "
                    f"latent-dist {w.latent_dist:g}, layer-spread {w.layer_spread:g}, realism {w.realism:g}"
-                   + (f", tuning {c.tuning.steps} steps lr {c.tuning.lr:g}" if c.tuning.steps else ""))
+                   + (f", tuning {c.tuning.steps} steps lr {c.tuning.lr:g}" if c.tuning.steps else "")
+                   + (f", start best of {c.num_starts} (psi {c.start_psi:g})" if c.init == "best-of-k" else ""))
         lines.append(f"| {m['task']} | {m['photos']} | {setting} | {_fmt(m['psnr_known'])} | "
                      f"{_fmt(m['ssim_known'], 3)} | {_fmt(m['psnr_hole'])} | {_fmt(m['ssim_hole'], 3)} | "
                      f"{_fmt(m['chroma_rms'])} | {_fmt(m['y_psnr'], 1)} | {_fmt(m['seconds'], 1)} |")
@@ -334,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
                  f"perc {cfg.weights.perceptual:g} {cfg.perceptual[:4]}, dist {cfg.weights.latent_dist:g}, "
                  f"spread {cfg.weights.layer_spread:g}, real {cfg.weights.realism:g}"
-                 + (f", tune {cfg.tuning.steps}" if cfg.tuning.steps else ""))
+                 + (f", tune {cfg.tuning.steps}" if cfg.tuning.steps else "")
+                 + (f", best of {cfg.num_starts} psi {cfg.start_psi:g}" if cfg.init == "best-of-k" else ""))
         if task == "scribble":
             rows += _scribble_sheet(model, cfg, seeds, a.out / f"{name}_{task}.png", title)
             continue

@@ -117,7 +117,11 @@ def initial_latent(model: EngineModel, request: InversionRequest, chain: Operato
         gen = torch.Generator().manual_seed(cfg.seed)
         z = torch.randn(cfg.num_starts, G.z_dim, generator=gen).to(dev)
         with torch.inference_mode():
+            if space == "z":
+                z = z * cfg.start_psi
             ws = G.mapping(z)
+            if space != "z" and cfg.start_psi != 1:
+                ws = model.w_avg.reshape(1, 1, -1).lerp(ws, cfg.start_psi)
             d = chain(G.synthesis(ws, noise_mode="const"))
             scores = L.masked_l2(d, target.expand_as(d), known.expand(d.shape[0], -1, -1, -1))
         best = int(scores.argmin())

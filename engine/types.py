@@ -113,6 +113,9 @@ class InversionConfig:
     optimize_noise: bool = False
     init: str = "mean"
     num_starts: int = 8
+    # best-of-k's random starts are pulled towards the average by this (1: plain samples), as a truncated sample
+    # is: scribbles start from cleaner cats at 0.7.
+    start_psi: float = 1.0
     lr_rampup: float = 0.05
     lr_rampdown: float = 0.25
     initial_noise_factor: float = 0.05
@@ -142,6 +145,9 @@ class InversionConfig:
             raise EngineError(f"preview_every must be a positive integer, got {self.preview_every!r}")
         if not isinstance(self.num_starts, int) or not 1 <= self.num_starts <= 256:
             raise EngineError(f"num_starts must be an integer in 1..256, got {self.num_starts!r}")
+        if (not isinstance(self.start_psi, (int, float)) or isinstance(self.start_psi, bool)
+                or not math.isfinite(self.start_psi) or not 0 <= self.start_psi <= 1):
+            raise EngineError(f"start_psi must be a number in 0..1, got {self.start_psi!r}")
         self.weights.validate()
         self.tuning.validate(self.max_steps)
 

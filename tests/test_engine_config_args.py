@@ -22,7 +22,7 @@ def _weight_flags() -> list[str]:
 
 def test_cli_and_gallery_apply_the_same_overrides():
     extra = _weight_flags() + ["--steps", "7", "--lr", "0.02", "--latent-space", "w", "--perceptual-net", "none",
-                               "--init", "best-of-k", "--optimize-noise", "--tune-steps", "3", "--tune-lr", "0.002"]
+                               "--init", "best-of-k", "--num-starts", "5", "--start-psi", "0.6", "--optimize-noise", "--tune-steps", "3", "--tune-lr", "0.002"]
     ca = cli.build_parser().parse_args(["inpaint", "--input", "x.png", "--out", "o"] + extra)
     ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o"] + extra)
     c = cli._config(ca, "inpaint", "stylegan2")
@@ -32,6 +32,7 @@ def test_cli_and_gallery_apply_the_same_overrides():
     for cfg in (c, g):
         assert (cfg.steps, cfg.lr, cfg.latent_space, cfg.perceptual, cfg.init) == (7, 0.02, "w", "none", "best-of-k")
         assert cfg.optimize_noise and cfg.tuning.steps == 3 and cfg.tuning.lr == 0.002
+        assert (cfg.num_starts, cfg.start_psi) == (5, 0.6)
     assert g.preview_every == 7
 
 

@@ -127,7 +127,8 @@ def test_best_of_k_start_is_no_worse_than_mean(model):
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(steps=-1), dict(steps=10 ** 9), dict(lr=float("nan")),
                                  dict(latent_space="q"), dict(weights=LossWeights(l2=float("nan"))),
-                                 dict(weights=LossWeights(l1=-1.0)), dict(preview_every=0)])
+                                 dict(weights=LossWeights(l1=-1.0)), dict(preview_every=0), dict(start_psi=1.5),
+                                 dict(start_psi=float("nan")), dict(start_psi=-0.1)])
 def test_bad_configs_rejected(model, bad):
     target, _ = target_from_latent(model)
     with pytest.raises(EngineError):
@@ -192,6 +193,35 @@ def test_scribble_defaults_pull_colour_in_w_plus_with_rows_held_together(model):
     assert cfg.latent_space == "w+" and f.latent.shape[0] == model.G.num_ws > 1
     spread_of = {k: float(torch.as_tensor(v.latent).float().std(dim=0).mean()) for k, v in finals.items()}
     assert spread_of[cfg.weights.layer_spread] < 0.5 * spread_of[0.0]
+
+
+def test_scribble_seeds_start_from_their_own_truncated_samples(model):
+    """The scribble default starts at the best of the seed's samples: another seed draws another picture, the same
+    seed the same one, and start_psi pulls the samples to the average (0: every start is the average)."""
+    from engine import default_config
+    from engine.runstate import initial_latent
+    from engine.operators import build_chain
+    strokes = np.full((32, 32, 3), 255, np.uint8)
+    strokes[8:24, 8:24] = (220, 30, 30)
+    cfg = default_config("scribble", arch="stylegan2").replace(steps=20, preview_every=20)
+    assert cfg.init == "best-of-k" and cfg.num_starts > 1 and 0 < cfg.start_psi < 1
+    finals = [list(run(model, request_for_task("scribble", strokes, config=cfg.replace(seed=s))))[-1]
+              for s in (0, 1, 0)]
+    assert np.array_equal(finals[0].image, finals[2].image)
+    assert np.abs(finals[0].image.astype(int) - finals[1].image.astype(int)).mean() > 2
+
+    req = request_for_task("scribble", strokes, config=cfg)
+    chain = build_chain(req.operators)
+    target = torch.from_numpy(strokes).permute(2, 0, 1)[None].float() / 127.5 - 1
+    known = torch.from_numpy(req.known.astype(np.float32))[None, None]
+    w_avg = model.w_avg.reshape(1, 1, -1)
+
+    def start(psi):
+        return initial_latent(model, dataclasses.replace(req, config=cfg.replace(start_psi=psi)), chain, target,
+                              known)
+    assert torch.allclose(start(0.0), w_avg.expand_as(start(0.0)))
+    half, whole = (float((start(p) - w_avg).norm()) for p in (0.5, 1.0))
+    assert 0 < half < whole
 
 
 def test_layer_spread_pulls_w_plus_rows_together(model):
