@@ -122,8 +122,9 @@ def initial_latent(model: EngineModel, request: InversionRequest, chain: Operato
             ws = G.mapping(z)
             if space != "z" and cfg.start_psi != 1:
                 ws = model.w_avg.reshape(1, 1, -1).lerp(ws, cfg.start_psi)
-            d = chain(G.synthesis(ws, noise_mode="const"))
-            scores = L.masked_l2(d, target.expand_as(d), known.expand(d.shape[0], -1, -1, -1))
+            # A few starts at a time: sixteen 1024 px images at once would hold gigabytes for a moment.
+            scores = torch.cat([L.masked_l2(d, target.expand_as(d), known.expand(d.shape[0], -1, -1, -1))
+                                for d in (chain(G.synthesis(part, noise_mode="const")) for part in ws.split(4))])
         best = int(scores.argmin())
         if space == "z":
             return z[best:best + 1].clone()
