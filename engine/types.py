@@ -113,8 +113,8 @@ class InversionConfig:
     optimize_noise: bool = False
     init: str = "mean"
     num_starts: int = 8
-    # best-of-k's random starts are pulled towards the average by this (1: plain samples), as a truncated sample
-    # is: scribbles start from cleaner cats at 0.7.
+    # best-of-k's random starts are pulled towards the average by this (1: plain samples, 0: the average), as a
+    # truncated sample is: the scribble default (0.5) starts from cleaner cats than plain samples give.
     start_psi: float = 1.0
     lr_rampup: float = 0.05
     lr_rampdown: float = 0.25
