@@ -199,8 +199,7 @@ def test_scribble_seeds_start_from_their_own_truncated_samples(model):
     """The scribble default starts at the best of the seed's samples: another seed draws another picture, the same
     seed the same one, and start_psi pulls the samples to the average (0: every start is the average)."""
     from engine import default_config
-    from engine.runstate import initial_latent
-    from engine.operators import build_chain
+    from engine.runstate import new_run
     strokes = np.full((32, 32, 3), 255, np.uint8)
     strokes[8:24, 8:24] = (220, 30, 30)
     cfg = default_config("scribble", arch="stylegan2").replace(steps=20, preview_every=20)
@@ -210,15 +209,10 @@ def test_scribble_seeds_start_from_their_own_truncated_samples(model):
     assert np.array_equal(finals[0].image, finals[2].image)
     assert np.abs(finals[0].image.astype(int) - finals[1].image.astype(int)).mean() > 2
 
-    req = request_for_task("scribble", strokes, config=cfg)
-    chain = build_chain(req.operators)
-    target = torch.from_numpy(strokes).permute(2, 0, 1)[None].float() / 127.5 - 1
-    known = torch.from_numpy(req.known.astype(np.float32))[None, None]
     w_avg = model.w_avg.reshape(1, 1, -1)
 
     def start(psi):
-        return initial_latent(model, dataclasses.replace(req, config=cfg.replace(start_psi=psi)), chain, target,
-                              known)
+        return new_run(model, request_for_task("scribble", strokes, config=cfg.replace(start_psi=psi)), None).param
     assert torch.allclose(start(0.0), w_avg.expand_as(start(0.0)))
     half, whole = (float((start(p) - w_avg).norm()) for p in (0.5, 1.0))
     assert 0 < half < whole
