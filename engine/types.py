@@ -46,6 +46,11 @@ class OperatorSpec:
     factor: int = 4
 
 
+def _is_finite_number(v: object) -> bool:
+    """A real int or float that is not NaN or infinite; bools are refused though Python counts them as ints."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of each loss term; any can be 0."""
@@ -61,7 +66,7 @@ class LossWeights:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+            if not _is_finite_number(v) or v < 0:
                 raise EngineError(f"loss weight {f.name} must be a finite number >= 0, got {v!r}")
         if self.l1 == 0 and self.l2 == 0 and self.perceptual == 0:
             raise EngineError("all image losses (L1, L2, perceptual) are 0: nothing ties the result to the picture")
@@ -92,7 +97,7 @@ class TuningConfig:
             raise EngineError(f"tuning steps must be an integer in 0..{max_steps}, got {self.steps!r}")
         for name in ("lr", "locality", "alpha", "hole"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+            if not _is_finite_number(v) or v < 0:
                 raise EngineError(f"tuning {name} must be a finite number >= 0, got {v!r}")
         if self.lr <= 0:
             raise EngineError(f"tuning learning rate must be > 0, got {self.lr!r}")
@@ -145,8 +150,7 @@ class InversionConfig:
             raise EngineError(f"preview_every must be a positive integer, got {self.preview_every!r}")
         if not isinstance(self.num_starts, int) or not 1 <= self.num_starts <= 256:
             raise EngineError(f"num_starts must be an integer in 1..256, got {self.num_starts!r}")
-        if (not isinstance(self.start_psi, (int, float)) or isinstance(self.start_psi, bool)
-                or not math.isfinite(self.start_psi) or not 0 <= self.start_psi <= 1):
+        if not _is_finite_number(self.start_psi) or not 0 <= self.start_psi <= 1:
             raise EngineError(f"start_psi must be a number in 0..1, got {self.start_psi!r}")
         self.weights.validate()
         self.tuning.validate(self.max_steps)

@@ -22,7 +22,8 @@ def _weight_flags() -> list[str]:
 
 def test_cli_and_gallery_apply_the_same_overrides():
     extra = _weight_flags() + ["--steps", "7", "--lr", "0.02", "--latent-space", "w", "--perceptual-net", "none",
-                               "--init", "best-of-k", "--num-starts", "5", "--start-psi", "0.6", "--optimize-noise", "--tune-steps", "3", "--tune-lr", "0.002"]
+                               "--init", "best-of-k", "--num-starts", "5", "--start-psi", "0.6", "--optimize-noise",
+                               "--tune-steps", "3", "--tune-lr", "0.002"]
     ca = cli.build_parser().parse_args(["inpaint", "--input", "x.png", "--out", "o"] + extra)
     ga = gallery.build_parser().parse_args(["--model", "m", "--out", "o"] + extra)
     c = cli._config(ca, "inpaint", "stylegan2")
