@@ -27,7 +27,7 @@ from .augment import POLICIES, diff_augment
 from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
 from .dataset import load_images, split_files
 from .native import load_native, save_model
-from .widen import widen_generator
+from .widen import widen_discriminator, widen_generator
 
 log = logging.getLogger("models.train")
 
@@ -288,10 +288,12 @@ class Trainer:
 
 
 def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor, device: torch.device, *,
-                      widen_base: int | None = None, widen_max: int | None = None) -> tuple[ModelConfig, Trainer]:
+                      widen_base: int | None = None, widen_max: int | None = None,
+                      widen_d_base: int | None = None, widen_d_max: int | None = None) -> tuple[ModelConfig, Trainer]:
     """A Trainer whose G, G_ema and D come from a native model (the shipped files keep G_ema and D only).
 
-    `widen_base` / `widen_max` grow the generator's synthesis channels first (`models.widen`: same images out)."""
+    `widen_base` / `widen_max` grow the generator's synthesis channels first, `widen_d_base` / `widen_d_max` the
+    discriminator's (`models.widen`: same images and logits out)."""
     config, G_ema, D = load_native(path, device="cpu", with_discriminator=True)
     if D is None:
         raise ValueError(f"{path}: has no discriminator, so it cannot be trained on")
@@ -305,6 +307,14 @@ def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor
         syn = g_kwargs["synthesis_kwargs"]
         history += (f", generator widened to channel_base {syn.get('channel_base', 'default')} / channel_max "
                     f"{syn.get('channel_max', 'default')} (new channels start unread, so the images were unchanged)")
+    if widen_d_base is not None or widen_d_max is not None:
+        if config.arch != "stylegan2":
+            raise ValueError(f"{path}: only StyleGAN2 discriminators can be widened, not {config.arch}")
+        D, d_kwargs = widen_discriminator(D.float(), config.d_kwargs, channel_base=widen_d_base,
+                                          channel_max=widen_d_max, seed=opts.seed + 1)
+        config = config.replace(d_kwargs=d_kwargs)
+        history += (f", discriminator widened to channel_base {d_kwargs.get('channel_base', 'default')} / "
+                    f"channel_max {d_kwargs.get('channel_max', 'default')} (same logits at the start)")
     trainer = Trainer(opts, config, images, device)
     g_state = {k: v.float() if v.is_floating_point() else v for k, v in G_ema.state_dict().items()}
     trainer.G.load_state_dict(g_state)
@@ -351,6 +361,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--widen-channel-base", type=int, help="with --resume-model: grow the generator's synthesis "
                    "channels to this channel_base first (the images it draws stay the same; D is kept)")
     p.add_argument("--widen-channel-max", type=int, help="with --resume-model: the widened generator's channel_max")
+    p.add_argument("--widen-d-channel-base", type=int, help="with --resume-model: grow the discriminator's "
+                   "channels the same way (D is never run at inversion time, so its width costs only training)")
+    p.add_argument("--widen-d-channel-max", type=int, help="with --resume-model: the widened discriminator's "
+                   "channel_max (at most its 4x4 head's width)")
     p.add_argument("--images-seen", type=int, help="with --resume-model: count from here instead of the model's "
                    "images_seen (e.g. 0 for a fine-tune on new data)")
     p.add_argument("--domain", help="domain recorded in the exported config (default: the data folder's name)")
@@ -386,8 +400,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metric-kimg", type=float, default=20.0)
     p.add_argument("--metric-fake", type=int, default=300, help="generated samples per metric evaluation")
     a = p.parse_args(argv)
-    if (a.widen_channel_base is not None or a.widen_channel_max is not None) and not a.resume_model:
-        p.error("--widen-channel-base/--widen-channel-max widen a model given with --resume-model")
+    widen = (a.widen_channel_base, a.widen_channel_max, a.widen_d_channel_base, a.widen_d_channel_max)
+    if any(v is not None for v in widen) and not a.resume_model:
+        p.error("--widen-channel-base/--widen-channel-max/--widen-d-channel-base/--widen-d-channel-max widen a "
+                "model given with --resume-model")
     if a.mapping_layers is not None and (a.resume or a.resume_model):
         p.error("--mapping-layers shapes a new network; a resumed one keeps its own mapping depth")
     if a.mapping_layers is not None and a.mapping_layers < 1:
@@ -452,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("resumed from %s at %d images", a.resume, trainer.nimg)
     elif a.resume_model:
         config, trainer = resume_from_model(a.resume_model, opts, images, device,
-                                            widen_base=a.widen_channel_base, widen_max=a.widen_channel_max)
+                                            widen_base=a.widen_channel_base, widen_max=a.widen_channel_max,
+                                            widen_d_base=a.widen_d_channel_base, widen_d_max=a.widen_d_channel_max)
         if a.images_seen is not None:
             trainer.nimg = a.images_seen
         log.info("resumed from model %s at %d images (fresh optimiser state)", a.resume_model, trainer.nimg)

@@ -1,8 +1,9 @@
-"""Widen a trained StyleGAN2 generator's synthesis channels without changing what it draws.
+"""Widen a trained StyleGAN2 generator's synthesis channels, or its discriminator's, without changing its output.
 
-Input: a `Generator` and a larger `channel_base` / `channel_max`; output: a new `Generator` (same z, w, mapping,
-`num_ws` and resolution) whose image for any (ws, noise) equals the old one up to float rounding, so training can
-continue from a shipped model at a larger width instead of restarting. Only growth is allowed.
+Input: a `Generator` (or `Discriminator`) and a larger `channel_base` / `channel_max`; output: a new network
+(same z, w, mapping, `num_ws` and resolution) whose image for any (ws, noise) -- or logit for any image -- equals
+the old one up to float rounding, so training can continue from a shipped model at a larger width instead of
+restarting. Only growth is allowed.
 
 Why the output is unchanged: each new output channel of a modulated conv gets fresh random weights, but every
 layer that reads it gets zero weights from it, so it contributes nothing; zero weights also leave the demodulation
@@ -16,7 +17,7 @@ import math
 
 import torch
 
-from .stylegan2 import Generator
+from .stylegan2 import Discriminator, Generator
 
 
 def block_channels(G: Generator) -> dict[int, int]:
@@ -73,3 +74,55 @@ def widen_generator(G: Generator, g_kwargs: dict, *, channel_base: int | None = 
             new[corner] = old
     wide.load_state_dict(new_state)
     return wide.to(next(G.parameters()).device), new_kwargs
+
+
+def discriminator_channels(D: Discriminator) -> dict[int, int]:
+    """{resolution: channels} a built discriminator works at (each block's input width; 4: the 4x4 head's)."""
+    chans = {res: getattr(D, f"b{res}").conv0.weight.shape[0] for res in D.block_resolutions}
+    chans[4] = D.b4.conv.weight.shape[0]
+    return chans
+
+
+@torch.no_grad()
+def widen_discriminator(D: Discriminator, d_kwargs: dict, *, channel_base: int | None = None,
+                        channel_max: int | None = None, seed: int = 0) -> tuple[Discriminator, dict]:
+    """(wider discriminator, its kwargs); `d_kwargs` are the ones `D` was built from. New weights draw from `seed`.
+
+    D's width costs nothing at inversion time (the engine never runs D), unlike the generator's. Every conv's
+    kept weights are rescaled for the new fan-in (equalised lr divides by sqrt(fan-in)) and read nothing new; new
+    output channels keep their random init and are read by nothing yet. The 4x4 head must keep its width: its
+    minibatch-stddev feature averages over channels, so new channels there would change the logit."""
+    new_kwargs = copy.deepcopy(d_kwargs)
+    for key, value in (("channel_base", channel_base), ("channel_max", channel_max)):
+        if value is not None:
+            new_kwargs[key] = int(value)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        wide = Discriminator(**new_kwargs)
+    before, after = discriminator_channels(D), discriminator_channels(wide)
+    narrower = {r: (before[r], after[r]) for r in before if after[r] < before[r]}
+    if narrower:
+        raise ValueError("widening cannot remove channels; these resolutions would shrink (old, new): "
+                         + ", ".join(f"{r} px {o}->{n}" for r, (o, n) in sorted(narrower.items())))
+    if after[4] != before[4]:
+        raise ValueError(f"the 4x4 head would grow {before[4]}->{after[4]} channels, which changes its "
+                         "minibatch-stddev feature; keep channel_max at most the head's width")
+    old_state, new_state = D.state_dict(), wide.state_dict()
+    missing = sorted(set(new_state) ^ set(old_state))
+    if missing:
+        raise ValueError(f"discriminator layouts differ beyond width: {missing[:5]}")
+    for name, new in new_state.items():
+        old = old_state[name].to(new.dtype)
+        if old.shape == new.shape:
+            new.copy_(old)
+            continue
+        if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
+            raise ValueError(f"{name}: cannot widen {list(old.shape)} to {list(new.shape)}")
+        corner = tuple(slice(0, s) for s in old.shape)
+        if old.ndim == 4:  # conv weight [out, in, k, k]
+            new[: old.shape[0], old.shape[1]:] = 0
+            new[corner] = old * math.sqrt(new.shape[1] / old.shape[1])
+        else:  # biases: new entries feed only new channels
+            new[corner] = old
+    wide.load_state_dict(new_state)
+    return wide.to(next(D.parameters()).device), new_kwargs

@@ -10,6 +10,7 @@ from PIL import Image
 import models
 from models.augment import diff_augment
 from models.dataset import is_held_out, split_files
+from models.native import load_native
 from models.train import Trainer, TrainOptions, export, main, make_config, run_segment, sample_batch
 
 
@@ -195,6 +196,30 @@ def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path
     assert torch.allclose(new.G(z, noise_mode="const"), ref, atol=2e-3 * ref.abs().max().item())
     with pytest.raises(SystemExit):
         main(common + ["--kimg", "0.004", "--out", str(tmp_path / "c"), "--widen-channel-base", "1024"])
+
+
+def test_resume_model_with_a_widened_discriminator_exports_the_same_logits_and_generator(tmp_path):
+    data = _image_folder(tmp_path / "data")
+    common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
+              "--channel-max", "64", "--z-dim", "16"]
+    first = tmp_path / "first.safetensors"
+    assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "a"), "--export", str(first)]) == 0
+    wide = tmp_path / "wide.safetensors"
+    assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "b"), "--export", str(wide),
+                          "--resume-model", str(first), "--widen-d-channel-base", "1024"]) == 0
+    _, G_old, D_old = load_native(first)
+    config, G_new, D_new = load_native(wide)
+    assert config.d_kwargs["channel_base"] == 1024
+    assert config.g_kwargs == models.load_model(first).config.g_kwargs  # the generator keeps its width
+    assert "discriminator widened to channel_base 1024 / channel_max 64" in config.provenance
+    assert D_new.b64.conv0.weight.shape[0] == 16 > D_old.b64.conv0.weight.shape[0]
+    img = torch.rand(4, 3, 64, 64) * 2 - 1
+    ref = D_old.float()(img)
+    assert torch.allclose(D_new.float()(img), ref, atol=2e-3 * ref.abs().max().item())
+    z = torch.randn(2, 16)
+    assert torch.equal(G_new(z, noise_mode="const"), G_old(z, noise_mode="const"))
+    with pytest.raises(SystemExit):
+        main(common + ["--kimg", "0.004", "--out", str(tmp_path / "c"), "--widen-d-channel-base", "1024"])
 
 
 def test_lr_option_sets_both_optimisers_and_wins_over_a_resumed_state(tmp_path):
