@@ -362,7 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "channels to this channel_base first (the images it draws stay the same; D is kept)")
     p.add_argument("--widen-channel-max", type=int, help="with --resume-model: the widened generator's channel_max")
     p.add_argument("--widen-d-channel-base", type=int, help="with --resume-model: grow the discriminator's "
-                   "channels the same way (D is never run at inversion time, so its width costs only training)")
+                   "channels the same way (same logits at the start; the 4x4 head keeps its width)")
     p.add_argument("--widen-d-channel-max", type=int, help="with --resume-model: the widened discriminator's "
                    "channel_max (at most its 4x4 head's width)")
     p.add_argument("--images-seen", type=int, help="with --resume-model: count from here instead of the model's "
