@@ -298,18 +298,18 @@ def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor
     if D is None:
         raise ValueError(f"{path}: has no discriminator, so it cannot be trained on")
     history = f"{config.provenance}; continued from {config.name} ({config.images_seen} images seen)"
-    if widen_base is not None or widen_max is not None:
-        if config.arch != "stylegan2":
-            raise ValueError(f"{path}: only StyleGAN2 generators can be widened, not {config.arch}")
+    widen_g = widen_base is not None or widen_max is not None
+    widen_d = widen_d_base is not None or widen_d_max is not None
+    if (widen_g or widen_d) and config.arch != "stylegan2":
+        raise ValueError(f"{path}: only StyleGAN2 networks can be widened, not {config.arch}")
+    if widen_g:
         G_ema, g_kwargs = widen_generator(G_ema.float(), config.g_kwargs, channel_base=widen_base,
                                           channel_max=widen_max, seed=opts.seed)
         config = config.replace(g_kwargs=g_kwargs)
         syn = g_kwargs["synthesis_kwargs"]
         history += (f", generator widened to channel_base {syn.get('channel_base', 'default')} / channel_max "
                     f"{syn.get('channel_max', 'default')} (new channels start unread, so the images were unchanged)")
-    if widen_d_base is not None or widen_d_max is not None:
-        if config.arch != "stylegan2":
-            raise ValueError(f"{path}: only StyleGAN2 discriminators can be widened, not {config.arch}")
+    if widen_d:
         D, d_kwargs = widen_discriminator(D.float(), config.d_kwargs, channel_base=widen_d_base,
                                           channel_max=widen_d_max, seed=opts.seed + 1)
         config = config.replace(d_kwargs=d_kwargs)

@@ -26,13 +26,16 @@ def block_channels(G: Generator) -> dict[int, int]:
     return {block.resolution: block.conv1.weight.shape[0] for block in G.synthesis.blocks()}
 
 
+def _set_width(kwargs: dict, channel_base: int | None, channel_max: int | None) -> None:
+    for key, value in (("channel_base", channel_base), ("channel_max", channel_max)):
+        if value is not None:
+            kwargs[key] = int(value)
+
+
 def widened_kwargs(g_kwargs: dict, *, channel_base: int | None = None, channel_max: int | None = None) -> dict:
     """A copy of `g_kwargs` with the given synthesis width options replaced (the others left as they were)."""
     new = copy.deepcopy(g_kwargs)
-    syn = new.setdefault("synthesis_kwargs", {})
-    for key, value in (("channel_base", channel_base), ("channel_max", channel_max)):
-        if value is not None:
-            syn[key] = int(value)
+    _set_width(new.setdefault("synthesis_kwargs", {}), channel_base, channel_max)
     return new
 
 
@@ -87,6 +90,7 @@ def widen_generator(G: Generator, g_kwargs: dict, *, channel_base: int | None = 
     _grow_into(G, wide, "generator", _grow_generator_tensor)
     return wide.to(next(G.parameters()).device), new_kwargs
 
+
 def discriminator_channels(D: Discriminator) -> dict[int, int]:
     """{resolution: channels} a built discriminator works at (each block's input width; 4: the 4x4 head's)."""
     chans = {res: getattr(D, f"b{res}").conv0.weight.shape[0] for res in D.block_resolutions}
@@ -109,13 +113,12 @@ def widen_discriminator(D: Discriminator, d_kwargs: dict, *, channel_base: int |
 
     A wider D costs training time and, where D's blocks are the perceptual network (the bundled models' default),
     inversion time too, though less than a wider G: doubling face64's D took a step's D-feature pass from 26 to
-    60 ms against G's 36 (one thread). Every conv's kept weights are rescaled for the new fan-in (equalised lr divides by sqrt(fan-in)) and read nothing new; new
-    output channels keep their random init and are read by nothing yet. The 4x4 head must keep its width: its
-    minibatch-stddev feature averages over channels, so new channels there would change the logit."""
+    60 ms against G's 36 (one thread). Every conv's kept weights are rescaled for the new fan-in (equalised lr
+    divides by sqrt(fan-in)) and read nothing new; new output channels keep their random init and are read by
+    nothing yet. The 4x4 head must keep its width: its minibatch-stddev feature averages over channels, so new
+    channels there would change the logit."""
     new_kwargs = copy.deepcopy(d_kwargs)
-    for key, value in (("channel_base", channel_base), ("channel_max", channel_max)):
-        if value is not None:
-            new_kwargs[key] = int(value)
+    _set_width(new_kwargs, channel_base, channel_max)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         wide = Discriminator(**new_kwargs)

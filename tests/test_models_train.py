@@ -177,16 +177,25 @@ def test_g_ema_moves_towards_g_by_the_half_life_fraction(ema_kimg):
         assert torch.allclose(p, torch.full_like(p, moved), rtol=1e-4)
 
 
-def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path):
+def _export_then_widen(tmp_path, channel_max: str, widen: list[str]):
+    """(first export, widened export, common args): a tiny model trained 4 images, then resumed with `widen`.
+
+    The resume asks for as many images as the model has seen: no step runs, so its export is the widened model
+    untrained."""
     data = _image_folder(tmp_path / "data")
     common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
-              "--channel-max", "16", "--z-dim", "16"]
+              "--channel-max", channel_max, "--z-dim", "16"]
     first = tmp_path / "first.safetensors"
     assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "a"), "--export", str(first)]) == 0
     wide = tmp_path / "wide.safetensors"
-    # As many images as the model has seen: no step runs, so the export is the widened model untrained.
     assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "b"), "--export", str(wide),
-                          "--resume-model", str(first), "--widen-channel-base", "1024", "--widen-channel-max", "32"]) == 0
+                          "--resume-model", str(first)] + widen) == 0
+    return first, wide, common
+
+
+def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path):
+    first, wide, common = _export_then_widen(tmp_path, "16", ["--widen-channel-base", "1024",
+                                                              "--widen-channel-max", "32"])
     old, new = models.load_model(first), models.load_model(wide)
     assert new.config.g_kwargs["synthesis_kwargs"] == {"channel_base": 1024, "channel_max": 32}
     assert "widened to channel_base 1024 / channel_max 32" in new.config.provenance
@@ -199,14 +208,7 @@ def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path
 
 
 def test_resume_model_with_a_widened_discriminator_exports_the_same_logits_and_generator(tmp_path):
-    data = _image_folder(tmp_path / "data")
-    common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
-              "--channel-max", "64", "--z-dim", "16"]
-    first = tmp_path / "first.safetensors"
-    assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "a"), "--export", str(first)]) == 0
-    wide = tmp_path / "wide.safetensors"
-    assert main(common + ["--kimg", "0.004", "--out", str(tmp_path / "b"), "--export", str(wide),
-                          "--resume-model", str(first), "--widen-d-channel-base", "1024"]) == 0
+    first, wide, common = _export_then_widen(tmp_path, "64", ["--widen-d-channel-base", "1024"])
     _, G_old, D_old = load_native(first)
     config, G_new, D_new = load_native(wide)
     assert config.d_kwargs["channel_base"] == 1024
