@@ -79,16 +79,16 @@ def test_opening_inpaint_with_a_face_photo_runs_the_face_model(page):
     wait_model(page, "tinycat")  # not picked by the visitor: the list follows the tab back
 
 
-@pytest.mark.skipif(not _face_detection_available(), reason="dlib face detection is not installed")
 def wait_tuning(page, tab: str, steps: int) -> None:
     """Wait until the tab's 'Pivotal tuning steps' slider shows `steps` (a model's own default follows the model);
     opens the tab's Settings first (a closed accordion's contents are not in the page)."""
     if not page.locator(f"#{tab}-tune-steps").count():
         page.locator(f"#{tab}-settings .label-wrap").first.click()
     page.wait_for_function("([tab, steps]) => { const i = document.querySelector(`#${tab}-tune-steps input`);"
-                           " return i && Number(i.value) === steps; }", arg=[tab, steps], timeout=30_000)
+                           " return i && Number(i.value) === steps; }", arg=[tab, steps], timeout=60_000)
 
 
+@pytest.mark.skipif(not _face_detection_available(), reason="dlib face detection is not installed")
 def test_a_face_photo_switches_a_picked_cat_model_to_the_face_model(page):
     page.get_by_role("tab", name="Reconstruct").click()
     wait_model(page, "tinyface")
