@@ -8,7 +8,7 @@ demodulate after), which is exactly equivalent and runs fast on CPU and GPU with
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -258,7 +258,7 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int = 3, *, channel_base: int = 32768,
                  channel_max: int = 512, num_fp16_res: int = 0, conv_clamp: float | None = None,
                  architecture: str = "skip", resample_filter: Sequence[float] = (1, 3, 3, 1),
-                 use_noise: bool = True):
+                 use_noise: bool = True, channels_by_res: Mapping[int | str, int] | None = None):
         super().__init__()
         log2 = int(np.log2(img_resolution))
         if img_resolution != 2 ** log2 or img_resolution < 4:
@@ -267,6 +267,13 @@ class SynthesisNetwork(nn.Module):
         self.num_fp16_res = num_fp16_res  # kept for config fidelity; precision is chosen by autocast here
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        # Our own option, not the official one: widens chosen blocks (e.g. only the coarse 4x4 and 8x8, where a
+        # face's layout is chosen) without the cost of widening every finer one. Keys may be strings (JSON).
+        for res, ch in (channels_by_res or {}).items():
+            if int(res) not in channels or int(ch) < 1:
+                raise ValueError(f"channels_by_res: {res} px -> {ch} channels; resolutions are "
+                                 f"{self.block_resolutions}, channels at least 1")
+            channels[int(res)] = int(ch)
         self.num_ws = 0
         for res in self.block_resolutions:
             in_ch = channels[res // 2] if res > 4 else 0

@@ -289,26 +289,31 @@ class Trainer:
 
 def resume_from_model(path: str | Path, opts: TrainOptions, images: torch.Tensor, device: torch.device, *,
                       widen_base: int | None = None, widen_max: int | None = None,
-                      widen_d_base: int | None = None, widen_d_max: int | None = None) -> tuple[ModelConfig, Trainer]:
+                      widen_d_base: int | None = None, widen_d_max: int | None = None,
+                      widen_blocks: dict[int, int] | None = None) -> tuple[ModelConfig, Trainer]:
     """A Trainer whose G, G_ema and D come from a native model (the shipped files keep G_ema and D only).
 
-    `widen_base` / `widen_max` grow the generator's synthesis channels first, `widen_d_base` / `widen_d_max` the
-    discriminator's (`models.widen`: same images and logits out)."""
+    `widen_base` / `widen_max` grow the generator's synthesis channels first (`widen_blocks`, {resolution:
+    channels}, single blocks), `widen_d_base` / `widen_d_max` the discriminator's (`models.widen`: same images
+    and logits out)."""
     config, G_ema, D = load_native(path, device="cpu", with_discriminator=True)
     if D is None:
         raise ValueError(f"{path}: has no discriminator, so it cannot be trained on")
     history = f"{config.provenance}; continued from {config.name} ({config.images_seen} images seen)"
-    widen_g = widen_base is not None or widen_max is not None
+    widen_g = widen_base is not None or widen_max is not None or bool(widen_blocks)
     widen_d = widen_d_base is not None or widen_d_max is not None
     if (widen_g or widen_d) and config.arch != "stylegan2":
         raise ValueError(f"{path}: only StyleGAN2 networks can be widened, not {config.arch}")
     if widen_g:
         G_ema, g_kwargs = widen_generator(G_ema.float(), config.g_kwargs, channel_base=widen_base,
-                                          channel_max=widen_max, seed=opts.seed)
+                                          channel_max=widen_max, channels_by_res=widen_blocks, seed=opts.seed)
         config = config.replace(g_kwargs=g_kwargs)
         syn = g_kwargs["synthesis_kwargs"]
+        blocks = "".join(f", {r} px block {c}" for r, c in sorted((syn.get("channels_by_res") or {}).items(),
+                                                                  key=lambda rc: int(rc[0])))
         history += (f", generator widened to channel_base {syn.get('channel_base', 'default')} / channel_max "
-                    f"{syn.get('channel_max', 'default')} (new channels start unread, so the images were unchanged)")
+                    f"{syn.get('channel_max', 'default')}{blocks} (new channels start unread, so the images were "
+                    "unchanged)")
     if widen_d:
         D, d_kwargs = widen_discriminator(D.float(), config.d_kwargs, channel_base=widen_d_base,
                                           channel_max=widen_d_max, seed=opts.seed + 1)
@@ -361,6 +366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--widen-channel-base", type=int, help="with --resume-model: grow the generator's synthesis "
                    "channels to this channel_base first (the images it draws stay the same; D is kept)")
     p.add_argument("--widen-channel-max", type=int, help="with --resume-model: the widened generator's channel_max")
+    p.add_argument("--widen-block", nargs="+", metavar="RES:CHANNELS", default=[],
+                   help="with --resume-model: widen single synthesis blocks, e.g. 4:512 8:512 (the coarse blocks, "
+                   "where a face's layout is chosen)")
     p.add_argument("--widen-d-channel-base", type=int, help="with --resume-model: grow the discriminator's "
                    "channels the same way (same logits at the start; the 4x4 head keeps its width)")
     p.add_argument("--widen-d-channel-max", type=int, help="with --resume-model: the widened discriminator's "
@@ -401,9 +409,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metric-fake", type=int, default=300, help="generated samples per metric evaluation")
     a = p.parse_args(argv)
     widen = (a.widen_channel_base, a.widen_channel_max, a.widen_d_channel_base, a.widen_d_channel_max)
-    if any(v is not None for v in widen) and not a.resume_model:
-        p.error("--widen-channel-base/--widen-channel-max/--widen-d-channel-base/--widen-d-channel-max widen a "
-                "model given with --resume-model")
+    if (any(v is not None for v in widen) or a.widen_block) and not a.resume_model:
+        p.error("--widen-channel-base/--widen-channel-max/--widen-block/--widen-d-channel-base/"
+                "--widen-d-channel-max widen a model given with --resume-model")
+    try:
+        a.widen_blocks = {int(r): int(c) for r, c in (item.split(":") for item in a.widen_block)}
+    except ValueError:
+        p.error(f"--widen-block takes RES:CHANNELS pairs such as 8:512, got {a.widen_block}")
     if a.mapping_layers is not None and (a.resume or a.resume_model):
         p.error("--mapping-layers shapes a new network; a resumed one keeps its own mapping depth")
     if a.mapping_layers is not None and a.mapping_layers < 1:
@@ -469,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.resume_model:
         config, trainer = resume_from_model(a.resume_model, opts, images, device,
                                             widen_base=a.widen_channel_base, widen_max=a.widen_channel_max,
-                                            widen_d_base=a.widen_d_channel_base, widen_d_max=a.widen_d_channel_max)
+                                            widen_d_base=a.widen_d_channel_base, widen_d_max=a.widen_d_channel_max,
+                                            widen_blocks=a.widen_blocks)
         if a.images_seen is not None:
             trainer.nimg = a.images_seen
         log.info("resumed from model %s at %d images (fresh optimiser state)", a.resume_model, trainer.nimg)

@@ -1,6 +1,7 @@
 """Widen a trained StyleGAN2 generator's synthesis channels, or its discriminator's, without changing its output.
 
-Input: a `Generator` (or `Discriminator`) and a larger `channel_base` / `channel_max`; output: a new network
+Input: a `Generator` (or `Discriminator`) and a larger `channel_base` / `channel_max` (a generator also
+`channels_by_res`, single blocks); output: a new network
 (same z, w, mapping, `num_ws` and resolution) whose image for any (ws, noise) -- or logit for any image -- equals
 the old one up to float rounding, so training can continue from a shipped model at a larger width instead of
 restarting. Only growth is allowed.
@@ -32,10 +33,18 @@ def _set_width(kwargs: dict, channel_base: int | None, channel_max: int | None) 
             kwargs[key] = int(value)
 
 
-def widened_kwargs(g_kwargs: dict, *, channel_base: int | None = None, channel_max: int | None = None) -> dict:
-    """A copy of `g_kwargs` with the given synthesis width options replaced (the others left as they were)."""
+def widened_kwargs(g_kwargs: dict, *, channel_base: int | None = None, channel_max: int | None = None,
+                   channels_by_res: dict[int, int] | None = None) -> dict:
+    """A copy of `g_kwargs` with the given synthesis width options replaced (the others left as they were);
+    `channels_by_res` ({resolution: channels}) is merged into any the model already has, keyed by string as JSON
+    keeps it."""
     new = copy.deepcopy(g_kwargs)
-    _set_width(new.setdefault("synthesis_kwargs", {}), channel_base, channel_max)
+    syn = new.setdefault("synthesis_kwargs", {})
+    _set_width(syn, channel_base, channel_max)
+    if channels_by_res:
+        merged = {str(int(r)): int(c) for r, c in (syn.get("channels_by_res") or {}).items()}
+        merged.update({str(int(r)): int(c) for r, c in channels_by_res.items()})
+        syn["channels_by_res"] = merged
     return new
 
 
@@ -80,9 +89,11 @@ def _grow_generator_tensor(name: str, old: torch.Tensor, new: torch.Tensor, corn
 
 @torch.no_grad()
 def widen_generator(G: Generator, g_kwargs: dict, *, channel_base: int | None = None,
-                    channel_max: int | None = None, seed: int = 0) -> tuple[Generator, dict]:
+                    channel_max: int | None = None, channels_by_res: dict[int, int] | None = None,
+                    seed: int = 0) -> tuple[Generator, dict]:
     """(wider generator, its kwargs); `g_kwargs` are the ones `G` was built from. New weights draw from `seed`."""
-    new_kwargs = widened_kwargs(g_kwargs, channel_base=channel_base, channel_max=channel_max)
+    new_kwargs = widened_kwargs(g_kwargs, channel_base=channel_base, channel_max=channel_max,
+                                channels_by_res=channels_by_res)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         wide = Generator(**new_kwargs)

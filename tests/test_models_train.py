@@ -207,6 +207,21 @@ def test_resume_model_widened_exports_the_same_images_at_a_larger_width(tmp_path
         main(common + ["--kimg", "0.004", "--out", str(tmp_path / "c"), "--widen-channel-base", "1024"])
 
 
+def test_resume_model_widens_single_blocks_and_the_export_reloads_at_that_width(tmp_path):
+    first, wide, common = _export_then_widen(tmp_path, "16", ["--widen-block", "4:32", "8:24"])
+    old, new = models.load_model(first), models.load_model(wide)  # the JSON round trip rebuilds the wide blocks
+    assert new.config.g_kwargs["synthesis_kwargs"]["channels_by_res"] == {"4": 32, "8": 24}
+    assert "4 px block 32, 8 px block 24" in new.config.provenance
+    assert [b.conv1.weight.shape[0] for b in new.G.synthesis.blocks()] == [32, 24, 16, 8, 4]
+    assert [b.conv1.weight.shape[0] for b in old.G.synthesis.blocks()] == [16, 16, 16, 8, 4]
+    z = torch.randn(3, 16)
+    ref = old.G(z, noise_mode="const")
+    assert torch.allclose(new.G(z, noise_mode="const"), ref, atol=2e-3 * ref.abs().max().item())
+    with pytest.raises(SystemExit):
+        main(common + ["--kimg", "0.004", "--out", str(tmp_path / "c"), "--resume-model", str(first),
+                       "--widen-block", "8-24"])
+
+
 def test_resume_model_with_a_widened_discriminator_exports_the_same_logits_and_generator(tmp_path):
     first, wide, common = _export_then_widen(tmp_path, "64", ["--widen-d-channel-base", "1024"])
     _, G_old, D_old = load_native(first)

@@ -30,6 +30,24 @@ def test_widened_generator_draws_the_same_images_with_more_channels():
     assert torch.equal(wide.mapping.w_avg, G.mapping.w_avg)
 
 
+def test_single_coarse_blocks_widen_alone_and_draw_the_same_images():
+    cfg, G = _trained_like_generator()
+    wide, kwargs = widen_generator(G, cfg.g_kwargs, channels_by_res={4: 64, 8: 48})
+    assert block_channels(wide) == {4: 64, 8: 48, 16: 8}  # the finest block keeps its width
+    assert kwargs["synthesis_kwargs"]["channels_by_res"] == {"4": 64, "8": 48}  # JSON's string keys
+    assert cfg.g_kwargs["synthesis_kwargs"].get("channels_by_res") is None  # the input kwargs are not touched
+    z = torch.randn(4, 16)
+    ref = G(z, noise_mode="const")
+    assert torch.allclose(wide(z, noise_mode="const"), ref, atol=1e-4 * ref.abs().max().item())
+    again, kwargs2 = widen_generator(wide, kwargs, channels_by_res={16: 16})  # merged with the earlier blocks
+    assert block_channels(again) == {4: 64, 8: 48, 16: 16}
+    assert kwargs2["synthesis_kwargs"]["channels_by_res"] == {"4": 64, "8": 48, "16": 16}
+    with pytest.raises(ValueError, match="shrink"):
+        widen_generator(wide, kwargs, channels_by_res={4: 16})
+    with pytest.raises(ValueError, match="channels_by_res"):
+        widen_generator(G, cfg.g_kwargs, channels_by_res={32: 64})  # no such block
+
+
 def test_new_channels_receive_gradient_so_they_can_learn():
     cfg, G = _trained_like_generator()
     wide, _ = widen_generator(G, cfg.g_kwargs, channel_base=512, channel_max=64)
