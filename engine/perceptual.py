@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import catalogue
+from models.mobilenet import input_affine
 from models.strict_load import CheckpointError
 
 from .types import EngineError, InversionConfig
@@ -83,9 +84,7 @@ class MobileNetFeatures(nn.Module):
     def __init__(self, net: nn.Module, meta: dict) -> None:
         super().__init__()
         self.net = net
-        scale, zero = float(meta["input"]["scale"]), float(meta["input"]["zero_point"])
-        # pixel = (x + 1) * 127.5 in 0..255, then (pixel - zero_point) * scale: one affine map.
-        self.gain, self.offset = 127.5 * scale, (127.5 - zero) * scale
+        self.gain, self.offset = input_affine(meta)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         size = x.shape[-1]

@@ -101,6 +101,14 @@ class MobileNetV2(nn.Module):
         return self.classifier(x.mean(dim=[2, 3], keepdim=True)).flatten(1)
 
 
+def input_affine(meta: dict) -> tuple[float, float]:
+    """(gain, offset) taking images in [-1, 1] to the network's input range: `x * gain + offset`.
+
+    pixel = (x + 1) * 127.5 in 0..255, then (pixel - zero_point) * scale (the sidecar's input quantisation)."""
+    scale, zero = float(meta["input"]["scale"]), float(meta["input"]["zero_point"])
+    return 127.5 * scale, (127.5 - zero) * scale
+
+
 def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 

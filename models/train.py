@@ -26,6 +26,7 @@ from PIL import Image
 from .augment import POLICIES, diff_augment
 from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
 from .dataset import load_images, split_files
+from .feature_d import build_feature_discriminator
 from .native import load_native, save_model
 from .widen import widen_discriminator, widen_generator
 
@@ -68,6 +69,9 @@ class TrainOptions:
     # StyleGAN2-ADA's `cifar` preset (32 px) uses 2 mapping layers, `paper256` and the paper's 8.
     mapping_layers: int = 2
     dcgan_width: int = 64
+    # Weight of a projected feature discriminator's loss in G's (`models.feature_d`, frozen ImageNet MobileNetV2
+    # features; 0: off). Its heads train beside the pixel D with D's learning rate, without R1.
+    feature_d_weight: float = 0.0
 
 
 # Radford et al.'s DCGAN rate (Adam beta1 0.5); --lr and the R1/path-length options are StyleGAN2's only.
@@ -197,13 +201,20 @@ class Trainer:
         self.nimg = 0
         self.step_idx = 0
         self.pl_mean = torch.zeros([], device=device)
+        self.FD, self.opt_FD = None, None
+        if opts.feature_d_weight > 0:
+            if opts.arch != "stylegan2":
+                raise ValueError("a feature discriminator trains StyleGAN2 networks only")
+            self.FD = build_feature_discriminator(device=device, seed=opts.seed)
+            self.opt_FD = torch.optim.Adam(self.FD.parameters(), lr=opts.d_lr, betas=(0.0, 0.99), eps=1e-8)
 
     def state(self) -> dict:
         return {"config": self.config.to_json(), "opts": dataclasses.asdict(self.opts),
                 "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "nimg": self.nimg, "step": self.step_idx, "pl_mean": self.pl_mean,
-                "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
+                "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                **({"FD": self.FD.state_dict(), "opt_FD": self.opt_FD.state_dict()} if self.FD is not None else {})}
 
     def load_state(self, s: dict) -> None:
         self.G.load_state_dict(s["G"])
@@ -215,6 +226,13 @@ class Trainer:
         for opt, lr in ((self.opt_G, self._lrs[0]), (self.opt_D, self._lrs[1])):
             for group in opt.param_groups:
                 group["lr"] = lr
+        if self.FD is not None and "FD" in s:
+            self.FD.load_state_dict(s["FD"])
+            self.opt_FD.load_state_dict(s["opt_FD"])
+            for group in self.opt_FD.param_groups:
+                group["lr"] = self.opts.d_lr
+        elif self.FD is not None:
+            log.info("the resumed state has no feature discriminator: its heads start fresh")
         self.nimg, self.step_idx = int(s["nimg"]), int(s["step"])
         self.pl_mean = s["pl_mean"].to(self.device)
         self.gen.set_state(s["rng"])
@@ -232,11 +250,16 @@ class Trainer:
         # Generator update: non-saturating logistic loss.
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
+        if self.FD is not None:
+            self.FD.requires_grad_(False)
+        fd_g = torch.zeros([], device=dev)
         with _autocast(o, dev):
-            fake = generate(self.G, torch.randn(n, self.G.z_dim, device=dev), style_mixing=mixing)
-            g_loss = F.softplus(-self.D(self._aug(fake))).float().mean()
+            fake = self._aug(generate(self.G, torch.randn(n, self.G.z_dim, device=dev), style_mixing=mixing))
+            g_loss = F.softplus(-self.D(fake)).float().mean()
+            if self.FD is not None:
+                fd_g = F.softplus(-self.FD(fake)).float().mean()
         self.opt_G.zero_grad(set_to_none=True)
-        g_loss.backward()
+        (g_loss + o.feature_d_weight * fd_g).backward()
         pl = torch.zeros([], device=dev)
         if o.arch == "stylegan2" and o.pl_weight > 0 and self.step_idx % o.pl_interval == 0:
             pl = self._path_length_penalty(max(n // 2, 1))
@@ -248,10 +271,18 @@ class Trainer:
         with _autocast(o, dev):
             with torch.no_grad():
                 fake = generate(self.G, torch.randn(n, self.G.z_dim, device=dev), style_mixing=mixing)
-            d_loss = (F.softplus(self.D(self._aug(fake))).float().mean()
-                      + F.softplus(-self.D(self._aug(real))).float().mean())
+            fake, real_aug = self._aug(fake), self._aug(real)
+            d_loss = F.softplus(self.D(fake)).float().mean() + F.softplus(-self.D(real_aug)).float().mean()
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
+        fd_d = torch.zeros([], device=dev)
+        if self.FD is not None:
+            self.FD.requires_grad_(True)
+            with _autocast(o, dev):
+                fd_d = F.softplus(self.FD(fake)).float().mean() + F.softplus(-self.FD(real_aug)).float().mean()
+            self.opt_FD.zero_grad(set_to_none=True)
+            fd_d.backward()
+            self.opt_FD.step()
         r1 = torch.zeros([], device=dev)
         if o.arch == "stylegan2" and o.r1_gamma > 0 and self.step_idx % o.r1_interval == 0:
             r1 = r1_penalty(self.D, real[: max(n // 2, 1)], o, dev)
@@ -260,7 +291,10 @@ class Trainer:
         self.nimg += n
         self.step_idx += 1
         self._update_ema()
-        return {"g": g_loss.detach(), "d": d_loss.detach(), "r1": r1.detach()}
+        losses = {"g": g_loss.detach(), "d": d_loss.detach(), "r1": r1.detach()}
+        if self.FD is not None:
+            losses.update(fd_g=fd_g.detach(), fd_d=fd_d.detach())
+        return losses
 
     def _path_length_penalty(self, batch: int) -> torch.Tensor:
         """StyleGAN2 path-length regulariser: keep |J_w^T y| close to its running mean."""
@@ -350,7 +384,9 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
     lr = f"lr {opts.g_lr:g}" if opts.g_lr == opts.d_lr else f"lr G {opts.g_lr:g} D {opts.d_lr:g}"
     return (f"{where} ({precision}, batch {opts.batch}, {lr}, R1 gamma {opts.r1_gamma:g}, path-length weight "
             f"{opts.pl_weight:g}, EMA half-life {opts.ema_kimg:g} kimg, style mixing {opts.style_mixing:g}, "
-            f"DiffAugment {augment})")
+            f"DiffAugment {augment}"
+            + (f", MobileNetV2 feature discriminator weight {opts.feature_d_weight:g}" if opts.feature_d_weight else "")
+            + ")")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -391,6 +427,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="path-length regulariser weight (0: off)")
     p.add_argument("--style-mixing", type=float, default=TrainOptions.style_mixing,
                    help="probability that a batch mixes two latents (StyleGAN2-ADA: 0.9 in paper256, 0 in cifar)")
+    p.add_argument("--feature-d-weight", type=float, default=TrainOptions.feature_d_weight,
+                   help="weight of a projected discriminator on frozen ImageNet MobileNetV2 features in G's loss "
+                   "(models.feature_d; 0: off); its heads are kept in state.pt, not in the exported model")
     p.add_argument("--channel-base", type=int, default=2048)
     p.add_argument("--channel-max", type=int, default=256)
     p.add_argument("--z-dim", type=int, default=256)
@@ -458,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = use_bf16("fp32" if a.no_bf16 else a.precision, device)
     opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16, g_lr=a.lr, d_lr=a.lr,
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout,
-                        style_mixing=a.style_mixing,
+                        style_mixing=a.style_mixing, feature_d_weight=a.feature_d_weight,
                         seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         mapping_layers=a.mapping_layers or TrainOptions.mapping_layers,
                         augment=tuple(a.augment))
@@ -533,8 +572,9 @@ def main(argv: list[str] | None = None) -> int:
             if diverged():
                 return 1
             ips = (trainer.nimg - n_last) / (now - t_last)
-            log.info("kimg %.1f  img/s %.1f  G %.3f  D %.3f  R1 %.3f", trainer.nimg / 1000, ips,
-                     float(losses["g"]), float(losses["d"]), float(losses["r1"]))
+            log.info("kimg %.1f  img/s %.1f  G %.3f  D %.3f  R1 %.3f%s", trainer.nimg / 1000, ips,
+                     float(losses["g"]), float(losses["d"]), float(losses["r1"]),
+                     f"  FD G {float(losses['fd_g']):.3f} D {float(losses['fd_d']):.3f}" if "fd_g" in losses else "")
             t_last, n_last = now, trainer.nimg
         if quality is not None and trainer.nimg >= next_metric:
             with torch.autocast(device.type, enabled=False):
