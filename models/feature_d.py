@@ -27,12 +27,17 @@ HEAD_MAX = 256
 
 
 def _head(channels: int, size: int) -> nn.Sequential:
-    """Spectral-normalised stride-2 convs down to 4x4, then a 4x4 conv to one logit."""
+    """Spectral-normalised stride-2 convs with batch norm down to 4x4, then a 4x4 conv to one logit.
+
+    Batch norm is Projected GAN's too, and needed: without it each spectral-normalised layer shrinks its input, and
+    on face64 (from 2.11M images) the heads' logits stayed within +-0.6 of each other for real and fake, their
+    loss at chance (1.3-1.4 against 2 ln 2) for 15k images."""
     layers: list[nn.Module] = []
     c = channels
     while size > 4:
         c_out = min(c * 2, HEAD_MAX)
-        layers += [spectral_norm(nn.Conv2d(c, c_out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+        layers += [spectral_norm(nn.Conv2d(c, c_out, 4, stride=2, padding=1, bias=False)), nn.BatchNorm2d(c_out),
+                   nn.LeakyReLU(0.2)]
         c, size = c_out, size // 2
     layers.append(spectral_norm(nn.Conv2d(c, 1, 4)))
     return nn.Sequential(*layers)
