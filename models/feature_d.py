@@ -74,7 +74,7 @@ class FeatureDiscriminator(nn.Module):
         if next(net.parameters()).device != x.device:
             net.to(x.device)
         feats = net.features(x * self.gain + self.offset)
-        logits = [head(F.conv2d(feats[block], getattr(self, f"mix{i}").to(feats[block].dtype)))
+        logits = [head(F.conv2d(feats[block], getattr(self, f"mix{i}")))
                   for i, ((block, _), head) in enumerate(zip(SCALES, self.heads))]
         return torch.cat([lg.flatten(1) for lg in logits], dim=1)
 
