@@ -2,11 +2,14 @@
 write an 8x8 sample grid and a (target | result) reconstruction grid.
 
 CLI: `python -m engine.evaluate MODEL --images DIR [--names LIST.txt] [--n 32] [--steps 300] [--perceptual NET]
-[--task reconstruct|inpaint|colorize|deblur [--mask FILL.png]] --out DIR`. Other tasks degrade the held-out image
+[--task reconstruct|inpaint|colorize|deblur [--mask FILL.png]] [--baseline FIGURES.json] --out DIR`. Other tasks degrade the held-out image
 (inpaint: white = hole in `--mask`; deblur: blurred first) and score the result against the clean original.
 `--tune-steps N [--tune-lr LR]` adds pivotal tuning after the latent search: the figures then hold the untuned
 (end of the latent search, prefix 'untuned_') and tuned scores of the same runs, each stage's steps/s and the
-peak RSS; rows gain the untuned result before the tuned one.
+peak RSS; rows gain the untuned result before the tuned one. figures.json keeps each image's scores, and
+`--baseline` (an earlier run's figures.json, or its folder) reads the new run against it photo by photo: mean
+PSNR difference ± its standard error and how many photos got better, because two checkpoints' means over a few
+dozen photos differ by less than the photos' own spread.
 (It lives in `engine` because it runs the engine; `models` must not import `engine`.)
 """
 from __future__ import annotations
@@ -65,7 +68,7 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
     if tuning is not None:
         cfg = dataclasses.replace(cfg, tuning=tuning)
     tuned = cfg.tuning.steps > 0
-    rows, ps, ss, secs = [], [], [], []
+    rows, ps, ss, secs, per_image = [], [], [], [], {}
     ps0, ss0, tune_secs = [], [], []
     for f in files:
         target, _ = fit_square(read_rgb(f), model.resolution)
@@ -92,13 +95,14 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
             rows.append((shown, pivot, result, target) if tuned else (shown, result, target))
         ps.append(psnr(target, result))
         ss.append(ssim(target, result))
+        per_image[f.name] = {"psnr": ps[-1], "ssim": ss[-1]}
         log.info("%s: PSNR %.2f dB  SSIM %.3f  %.1f s", f.name, ps[-1], ss[-1], secs[-1])
     figures = {"images": len(files), "task": task, "perceptual": cfg.perceptual if cfg.weights.perceptual > 0
                else "none", "steps": cfg.steps, "latent_space": cfg.latent_space,
                "psnr_mean": statistics.fmean(ps), "psnr_median": statistics.median(ps),
                "ssim_mean": statistics.fmean(ss), "ssim_median": statistics.median(ss),
                "seconds_mean": statistics.fmean(secs),
-               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "per_image": per_image}
     if tuned:
         figures.update(tune_steps=cfg.tuning.steps, tune_lr=cfg.tuning.lr, tune_locality=cfg.tuning.locality,
                        untuned_psnr_mean=statistics.fmean(ps0), untuned_psnr_median=statistics.median(ps0),
@@ -106,6 +110,32 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
                        latent_steps_per_s=cfg.steps * len(secs) / (sum(secs) - sum(tune_secs)),
                        tune_steps_per_s=cfg.tuning.steps * len(secs) / sum(tune_secs))
     return figures, rows
+
+
+def paired_comparison(scores: dict[str, float], baseline: dict[str, float]) -> dict:
+    """Photo-by-photo difference `scores - baseline` over the names both hold -> {images, mean_diff, stderr,
+    better, worse}; stderr is the standard error of the mean difference (0 for a single photo)."""
+    names = sorted(scores.keys() & baseline.keys())
+    if not names:
+        raise ValueError("the run and its baseline share no image names")
+    diffs = [scores[n] - baseline[n] for n in names]
+    stderr = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+    return {"images": len(diffs), "mean_diff": statistics.fmean(diffs), "stderr": stderr,
+            "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs)}
+
+
+def read_baseline(path: str | Path) -> dict[str, float]:
+    """Per-image PSNR of an earlier run's figures.json (the file or its folder) -> {name: dB}."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "figures.json"
+    try:
+        per_image = json.loads(path.read_text())["per_image"]
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read baseline {path}: {e}") from e
+    except KeyError:
+        raise ValueError(f"baseline {path} has no per-image scores (written before they were kept)") from None
+    return {name: s["psnr"] for name, s in per_image.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask", help="inpaint: fill mask image (white = hole), fitted to the model's resolution")
     p.add_argument("--tune-steps", type=int, default=0, help="pivotal tuning steps after the latent search (0 = off)")
     p.add_argument("--tune-lr", type=float, help=f"pivotal tuning learning rate (default {TuningConfig.lr:g})")
+    p.add_argument("--baseline", help="an earlier run's figures.json (or its folder) to compare with photo by photo")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
@@ -137,12 +168,24 @@ def main(argv: list[str] | None = None) -> int:
     if a.task == "inpaint" and not a.mask:
         print("error: --task inpaint needs --mask", file=sys.stderr)
         return 2
+    try:  # before the long run, so a wrong path fails at once
+        baseline = read_baseline(a.baseline) if a.baseline else None
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     model = prepare(load_model(a.model, device=a.device), device=a.device)
     fill = fit_mask(read_rgb(a.mask).mean(axis=-1) > 127, model.resolution) if a.mask else None
     tuning = TuningConfig(steps=a.tune_steps, **({} if a.tune_lr is None else {"lr": a.tune_lr}))
     tuning.validate(InversionConfig.max_steps)
     figures, pairs = evaluate(model, files, steps=a.steps, task=a.task, perceptual=a.perceptual, fill=fill,
                               tuning=tuning)
+    failed = None
+    if baseline is not None:
+        try:
+            figures["baseline"] = {"path": a.baseline, **paired_comparison(
+                {n: s["psnr"] for n, s in figures["per_image"].items()}, baseline)}
+        except ValueError as e:  # the run's own report is still written
+            failed = f"error: {e} ({a.baseline})"
     out = Path(a.out)
     write_png(out / "samples.png", sample_grid(model))
     rows = [np.concatenate(row, axis=1) for row in pairs[:16]]
@@ -159,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['untuned_psnr_median']:.2f}), SSIM {figures['untuned_ssim_mean']:.3f}; tuning {a.tune_steps} "
               f"steps at lr {tuning.lr:g}: {figures['tune_steps_per_s']:.2f} steps/s (latent search "
               f"{figures['latent_steps_per_s']:.2f} steps/s); rows show the untuned result before the tuned one")
+    if failed:
+        print(failed, file=sys.stderr)
+        return 2
+    if baseline is not None:
+        b = figures["baseline"]
+        print(f"  against {a.baseline}, photo by photo: {b['mean_diff']:+.2f} ± {b['stderr']:.2f} dB (standard "
+              f"error) over {b['images']} shared images, better on {b['better']}, worse on {b['worse']}")
     return 0
 
 

@@ -5,7 +5,7 @@ import torch
 
 import models
 from engine import InversionConfig, prepare
-from engine.evaluate import main as evaluate_main
+from engine.evaluate import main as evaluate_main, paired_comparison
 from engine.export import loss_plot, strip, write_gif, write_mp4
 from engine.interpolate import common_space, interpolate_latents, interpolation_frames, lift, render, slerp
 from engine.metrics import psnr, ssim
@@ -95,3 +95,46 @@ def test_evaluate_cli_writes_report(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "rep" / "samples.png").is_file() and (tmp_path / "rep" / "reconstructions.png").is_file()
     grid = cv2.imread(str(tmp_path / "rep" / "samples.png"))
     assert grid.shape == (256, 256, 3)
+
+
+def test_paired_comparison_reads_shared_photos_only():
+    now = {"a": 30.0, "b": 25.0, "c": 20.0, "new": 99.0}
+    before = {"a": 29.0, "b": 26.0, "c": 18.0, "gone": 1.0}
+    cmp = paired_comparison(now, before)
+    assert cmp["images"] == 3 and cmp["better"] == 2 and cmp["worse"] == 1
+    assert cmp["mean_diff"] == pytest.approx(2 / 3)
+    assert cmp["stderr"] == pytest.approx(np.std([1.0, -1.0, 2.0], ddof=1) / 3 ** 0.5)
+    with pytest.raises(ValueError, match="share no image"):
+        paired_comparison({"a": 1.0}, {"b": 1.0})
+
+
+def test_evaluate_cli_compares_with_a_baseline_run(tmp_path, monkeypatch, capsys):
+    import json
+
+    import cv2
+    m = make_tiny_model(resolution=32)
+    models.save_model(tmp_path / "models" / "tiny32", m.config, m.G, m.D)
+    monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(imgs / f"{i}.png"), np.full((40, 40, 3), 90 * i, np.uint8))
+    args = ["tiny32", "--images", str(imgs), "--steps", "2"]
+    assert evaluate_main(args + ["--out", str(tmp_path / "first")]) == 0
+    first = json.loads((tmp_path / "first" / "figures.json").read_text())
+    assert sorted(first["per_image"]) == ["0.png", "1.png"]
+    # a baseline 1 dB below this run on each photo: the comparison must read +1 dB, better on both
+    worse = {**first, "per_image": {k: {**v, "psnr": v["psnr"] - 1} for k, v in first["per_image"].items()}}
+    (tmp_path / "worse.json").write_text(json.dumps(worse))
+    capsys.readouterr()
+    assert evaluate_main(args + ["--baseline", str(tmp_path / "worse.json"), "--out", str(tmp_path / "second")]) == 0
+    second = json.loads((tmp_path / "second" / "figures.json").read_text())
+    b = second["baseline"]
+    assert b["images"] == 2
+    # the engine's search is deterministic on CPU, so the same model and photos give the same scores again
+    assert b["mean_diff"] == pytest.approx(1.0, abs=1e-3) and b["better"] == 2
+    assert "photo by photo" in capsys.readouterr().out
+    # a baseline without per-image scores is refused before the run
+    (tmp_path / "old.json").write_text(json.dumps({"psnr_mean": 20.0}))
+    assert evaluate_main(args + ["--baseline", str(tmp_path / "old.json"), "--out", str(tmp_path / "third")]) == 2
+    assert "no per-image scores" in capsys.readouterr().err and not (tmp_path / "third").exists()
