@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-import models
 from engine import InversionConfig, prepare
 from engine.evaluate import main as evaluate_main, paired_comparison
 from engine.export import loss_plot, strip, write_gif, write_mp4
@@ -11,7 +10,7 @@ from engine.interpolate import common_space, interpolate_latents, interpolation_
 from engine.metrics import psnr, ssim
 from engine.state import EditState, load_state, save_state
 from engine.types import EngineError
-from tests.tiny import make_tiny_model
+from tests.tiny import install_tiny_model, make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +77,19 @@ def test_metrics():
     assert 0 < ssim(a, noisy) < 0.95 and 10 < psnr(a, noisy) < 30
 
 
+def _flat_photos(folder, levels):
+    """One flat 40 px grey PNG per level, named 0.png, 1.png ...: held-out photos for the evaluate CLI."""
+    import cv2
+    folder.mkdir()
+    for i, level in enumerate(levels):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 40, 3), level, np.uint8))
+    return folder
+
+
 def test_evaluate_cli_writes_report(tmp_path, monkeypatch, capsys):
     import cv2
-    m = make_tiny_model(resolution=32)
-    models.save_model(tmp_path / "models" / "tiny32", m.config, m.G, m.D)
-    monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(imgs / f"{i}.png"), np.full((40, 40, 3), 60 * i, np.uint8))
+    install_tiny_model(tmp_path, monkeypatch)
+    imgs = _flat_photos(tmp_path / "imgs", (0, 60, 120))
     (tmp_path / "names.txt").write_text("0.png\n2.png\n")
     assert evaluate_main(["tiny32", "--images", str(imgs), "--names", str(tmp_path / "names.txt"), "--steps", "3",
                           "--out", str(tmp_path / "rep")]) == 0
@@ -111,14 +114,8 @@ def test_paired_comparison_reads_shared_photos_only():
 def test_evaluate_cli_compares_with_a_baseline_run(tmp_path, monkeypatch, capsys):
     import json
 
-    import cv2
-    m = make_tiny_model(resolution=32)
-    models.save_model(tmp_path / "models" / "tiny32", m.config, m.G, m.D)
-    monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(imgs / f"{i}.png"), np.full((40, 40, 3), 90 * i, np.uint8))
+    install_tiny_model(tmp_path, monkeypatch)
+    imgs = _flat_photos(tmp_path / "imgs", (0, 90))
     args = ["tiny32", "--images", str(imgs), "--steps", "2"]
     assert evaluate_main(args + ["--out", str(tmp_path / "first")]) == 0
     first = json.loads((tmp_path / "first" / "figures.json").read_text())

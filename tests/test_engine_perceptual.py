@@ -74,12 +74,9 @@ def test_a_broken_shipped_asset_is_an_engine_error(tmp_path, monkeypatch):
 def test_evaluate_takes_a_perceptual_network_and_an_inpaint_task(tmp_path, monkeypatch, capsys):
     import cv2
 
-    import models
     from engine.evaluate import main as evaluate_main
-    from tests.tiny import make_tiny_model
-    m = make_tiny_model(resolution=32)
-    models.save_model(tmp_path / "models" / "tiny32", m.config, m.G, m.D)
-    monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
+    from tests.tiny import install_tiny_model
+    install_tiny_model(tmp_path, monkeypatch)
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     for i in range(2):

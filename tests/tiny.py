@@ -2,11 +2,15 @@
 
 `make_tiny_model(resolution=32, arch="stylegan2", seed=0)` -> `models.LoadedModel` (eval mode, no grad), the same
 shape of object `models.load_model` returns. Other layers' tests (engine, app) import it from here.
+`install_tiny_model(tmp_path, monkeypatch)` saves one as `tiny32` where `models.load_model("tiny32")` finds it, for
+tests of command-line tools.
 
 Parameters the official initialisation leaves at zero (biases, noise strengths) and `w_avg` are filled with
 small random values, so a loader that drops or swaps any of them changes the output and tests can see it.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -68,3 +72,11 @@ def fixed_z(model_or_G, n: int = 2, seed: int = 123) -> torch.Tensor:
     """Deterministic latents `[n, z_dim]` for a LoadedModel or generator."""
     G = getattr(model_or_G, "G", model_or_G)
     return torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))
+
+
+def install_tiny_model(tmp_path: Path, monkeypatch, *, name: str = "tiny32", resolution: int = 32) -> LoadedModel:
+    """Save a tiny model under `tmp_path/models/NAME` and point LATENTBRUSH_MODELS there (undone by monkeypatch)."""
+    m = make_tiny_model(resolution=resolution)
+    models.save_model(tmp_path / "models" / name, m.config, m.G, m.D)
+    monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
+    return m
