@@ -6,7 +6,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt 2>/dev/null | md5s
 RUN_STAMP := $(VENV)/.run-$(REQ_HASH)
 DEV_STAMP := $(VENV)/.dev-$(REQ_HASH)
 
-.PHONY: run test install install-dev browser lint bench clean
+.PHONY: run test install install-dev browser bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
