@@ -135,3 +135,8 @@ def test_evaluate_cli_compares_with_a_baseline_run(tmp_path, monkeypatch, capsys
     (tmp_path / "old.json").write_text(json.dumps({"psnr_mean": 20.0}))
     assert evaluate_main(args + ["--baseline", str(tmp_path / "old.json"), "--out", str(tmp_path / "third")]) == 2
     assert "no per-image scores" in capsys.readouterr().err and not (tmp_path / "third").exists()
+    # a baseline of other photos fails the comparison, but the run's own report is kept
+    (tmp_path / "other.json").write_text(json.dumps({"per_image": {"x.png": {"psnr": 20.0, "ssim": 0.5}}}))
+    assert evaluate_main(args + ["--baseline", str(tmp_path / "other.json"), "--out", str(tmp_path / "fourth")]) == 2
+    assert "share no image names" in capsys.readouterr().err
+    assert "per_image" in json.loads((tmp_path / "fourth" / "figures.json").read_text())
