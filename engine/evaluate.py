@@ -2,8 +2,9 @@
 write an 8x8 sample grid and a (target | result) reconstruction grid.
 
 CLI: `python -m engine.evaluate MODEL --images DIR [--names LIST.txt] [--n 32] [--steps 300] [--perceptual NET]
-[--task reconstruct|inpaint|colorize|deblur [--mask FILL.png]] [--baseline FIGURES.json] --out DIR`. Other tasks degrade the held-out image
-(inpaint: white = hole in `--mask`; deblur: blurred first) and score the result against the clean original.
+[--task reconstruct|inpaint|colorize|deblur [--mask FILL.png]] [--baseline OLD_OUT] --out DIR`. Other tasks degrade
+the held-out image (inpaint: white = hole in `--mask`; deblur: blurred first) and score the result against the
+clean original.
 `--tune-steps N [--tune-lr LR]` adds pivotal tuning after the latent search: the figures then hold the untuned
 (end of the latent search, prefix 'untuned_') and tuned scores of the same runs, each stage's steps/s and the
 peak RSS; rows gain the untuned result before the tuned one. figures.json keeps each image's scores, and
