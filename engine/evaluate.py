@@ -125,18 +125,22 @@ def paired_comparison(scores: dict[str, float], baseline: dict[str, float]) -> d
             "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs)}
 
 
+def psnr_by_image(figures: dict) -> dict[str, float]:
+    """{name: dB} from a run's figures (KeyError when they hold no per-image scores)."""
+    return {name: s["psnr"] for name, s in figures["per_image"].items()}
+
+
 def read_baseline(path: str | Path) -> dict[str, float]:
     """Per-image PSNR of an earlier run's figures.json (the file or its folder) -> {name: dB}."""
     path = Path(path)
     if path.is_dir():
         path = path / "figures.json"
     try:
-        per_image = json.loads(path.read_text())["per_image"]
+        return psnr_by_image(json.loads(path.read_text()))
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot read baseline {path}: {e}") from e
     except KeyError:
         raise ValueError(f"baseline {path} has no per-image scores (written before they were kept)") from None
-    return {name: s["psnr"] for name, s in per_image.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = None
     if baseline is not None:
         try:
-            figures["baseline"] = {"path": a.baseline, **paired_comparison(
-                {n: s["psnr"] for n, s in figures["per_image"].items()}, baseline)}
+            figures["baseline"] = {"path": a.baseline, **paired_comparison(psnr_by_image(figures), baseline)}
         except ValueError as e:  # the run's own report is still written
             failed = f"error: {e} ({a.baseline})"
     out = Path(a.out)
