@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .augment import POLICIES, diff_augment
+from .component_d import ComponentDiscriminator
 from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
 from .dataset import load_images, split_files
 from .feature_d import build_feature_discriminator
@@ -72,6 +74,9 @@ class TrainOptions:
     # Weight of a projected feature discriminator's loss in G's (`models.feature_d`, frozen ImageNet MobileNetV2
     # features; 0: off). Its heads train beside the pixel D with D's learning rate, without R1.
     feature_d_weight: float = 0.0
+    # Weight of facial-component critics' loss in G's (`models.component_d`: the eye band and the mouth of aligned
+    # faces; 0: off). They train beside the pixel D with its learning rate and lazy R1.
+    component_d_weight: float = 0.0
 
 
 # Radford et al.'s DCGAN rate (Adam beta1 0.5); --lr and the R1/path-length options are StyleGAN2's only.
@@ -176,6 +181,17 @@ def save_grid(G: torch.nn.Module, path: Path, *, seed: int = 0, n: int = 8, devi
     Image.fromarray(grid).save(path)
 
 
+class Critic(NamedTuple):
+    """A discriminator trained beside D: kept in state.pt as `key` / `opt_<key>`, its losses `<key>_g` / `<key>_d`."""
+
+    key: str
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    weight: float
+    lr: float
+    r1: bool
+
+
 class Trainer:
     """Holds networks, optimisers and counters; `step()` runs one G and one D update."""
 
@@ -201,12 +217,21 @@ class Trainer:
         self.nimg = 0
         self.step_idx = 0
         self.pl_mean = torch.zeros([], device=device)
-        self.FD, self.opt_FD = None, None
+        self.FD, self.CD, self.critics = None, None, []
+        if (opts.feature_d_weight > 0 or opts.component_d_weight > 0) and opts.arch != "stylegan2":
+            raise ValueError("feature and component discriminators train StyleGAN2 networks only")
         if opts.feature_d_weight > 0:
-            if opts.arch != "stylegan2":
-                raise ValueError("a feature discriminator trains StyleGAN2 networks only")
+            # Projected GAN trains its heads without R1.
             self.FD = build_feature_discriminator(device=device, seed=opts.seed)
-            self.opt_FD = torch.optim.Adam(self.FD.parameters(), lr=opts.d_lr, betas=(0.0, 0.99), eps=1e-8)
+            self.critics.append(Critic("FD", self.FD, torch.optim.Adam(self.FD.parameters(), lr=opts.d_lr,
+                                                                       betas=(0.0, 0.99), eps=1e-8),
+                                       opts.feature_d_weight, opts.d_lr, r1=False))
+        if opts.component_d_weight > 0:
+            self.CD = ComponentDiscriminator(opts.resolution).to(device).train()
+            r = opts.r1_interval / (opts.r1_interval + 1)
+            self.critics.append(Critic("CD", self.CD, torch.optim.Adam(self.CD.parameters(), lr=opts.d_lr * r,
+                                                                       betas=(0.0, 0.99 ** r), eps=1e-8),
+                                       opts.component_d_weight, opts.d_lr * r, r1=True))
 
     def state(self) -> dict:
         return {"config": self.config.to_json(), "opts": dataclasses.asdict(self.opts),
@@ -214,7 +239,8 @@ class Trainer:
                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "nimg": self.nimg, "step": self.step_idx, "pl_mean": self.pl_mean,
                 "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                **({"FD": self.FD.state_dict(), "opt_FD": self.opt_FD.state_dict()} if self.FD is not None else {})}
+                **{k: v for c in self.critics for k, v in ((c.key, c.net.state_dict()),
+                                                           (f"opt_{c.key}", c.opt.state_dict()))}}
 
     def load_state(self, s: dict) -> None:
         self.G.load_state_dict(s["G"])
@@ -226,13 +252,14 @@ class Trainer:
         for opt, lr in ((self.opt_G, self._lrs[0]), (self.opt_D, self._lrs[1])):
             for group in opt.param_groups:
                 group["lr"] = lr
-        if self.FD is not None and "FD" in s:
-            self.FD.load_state_dict(s["FD"])
-            self.opt_FD.load_state_dict(s["opt_FD"])
-            for group in self.opt_FD.param_groups:
-                group["lr"] = self.opts.d_lr
-        elif self.FD is not None:
-            log.info("the resumed state has no feature discriminator: its heads start fresh")
+        for c in self.critics:
+            if c.key not in s:
+                log.info("the resumed state has no %s: its heads start fresh", c.key)
+                continue
+            c.net.load_state_dict(s[c.key])
+            c.opt.load_state_dict(s[f"opt_{c.key}"])
+            for group in c.opt.param_groups:
+                group["lr"] = c.lr
         self.nimg, self.step_idx = int(s["nimg"]), int(s["step"])
         self.pl_mean = s["pl_mean"].to(self.device)
         self.gen.set_state(s["rng"])
@@ -250,16 +277,14 @@ class Trainer:
         # Generator update: non-saturating logistic loss.
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
-        if self.FD is not None:
-            self.FD.requires_grad_(False)
-        fd_g = torch.zeros([], device=dev)
+        for c in self.critics:
+            c.net.requires_grad_(False)
         with _autocast(o, dev):
             fake = self._aug(generate(self.G, torch.randn(n, self.G.z_dim, device=dev), style_mixing=mixing))
             g_loss = F.softplus(-self.D(fake)).float().mean()
-            if self.FD is not None:
-                fd_g = F.softplus(-self.FD(fake)).float().mean()
+            critic_g = [F.softplus(-c.net(fake)).float().mean() for c in self.critics]
         self.opt_G.zero_grad(set_to_none=True)
-        (g_loss + o.feature_d_weight * fd_g).backward()
+        sum((c.weight * loss for c, loss in zip(self.critics, critic_g)), g_loss).backward()
         pl = torch.zeros([], device=dev)
         if o.arch == "stylegan2" and o.pl_weight > 0 and self.step_idx % o.pl_interval == 0:
             pl = self._path_length_penalty(max(n // 2, 1))
@@ -275,16 +300,20 @@ class Trainer:
             d_loss = F.softplus(self.D(fake)).float().mean() + F.softplus(-self.D(real_aug)).float().mean()
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
-        fd_d = torch.zeros([], device=dev)
-        if self.FD is not None:
-            self.FD.requires_grad_(True)
+        r1_step = o.arch == "stylegan2" and o.r1_gamma > 0 and self.step_idx % o.r1_interval == 0
+        critic_d = []
+        for c in self.critics:
+            c.net.requires_grad_(True)
             with _autocast(o, dev):
-                fd_d = F.softplus(self.FD(fake)).float().mean() + F.softplus(-self.FD(real_aug)).float().mean()
-            self.opt_FD.zero_grad(set_to_none=True)
-            fd_d.backward()
-            self.opt_FD.step()
+                loss = F.softplus(c.net(fake)).float().mean() + F.softplus(-c.net(real_aug)).float().mean()
+            c.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.r1 and r1_step:
+                (r1_penalty(c.net, real[: max(n // 2, 1)], o, dev) * (o.r1_gamma / 2) * o.r1_interval).backward()
+            c.opt.step()
+            critic_d.append(loss.detach())
         r1 = torch.zeros([], device=dev)
-        if o.arch == "stylegan2" and o.r1_gamma > 0 and self.step_idx % o.r1_interval == 0:
+        if r1_step:
             r1 = r1_penalty(self.D, real[: max(n // 2, 1)], o, dev)
             (r1 * (o.r1_gamma / 2) * o.r1_interval).backward()
         self.opt_D.step()
@@ -292,8 +321,8 @@ class Trainer:
         self.step_idx += 1
         self._update_ema()
         losses = {"g": g_loss.detach(), "d": d_loss.detach(), "r1": r1.detach()}
-        if self.FD is not None:
-            losses.update(fd_g=fd_g.detach(), fd_d=fd_d.detach())
+        for c, lg, ld in zip(self.critics, critic_g, critic_d):
+            losses.update({f"{c.key.lower()}_g": lg.detach(), f"{c.key.lower()}_d": ld})
         return losses
 
     def _path_length_penalty(self, batch: int) -> torch.Tensor:
@@ -386,6 +415,8 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
             f"{opts.pl_weight:g}, EMA half-life {opts.ema_kimg:g} kimg, style mixing {opts.style_mixing:g}, "
             f"DiffAugment {augment}"
             + (f", MobileNetV2 feature discriminator weight {opts.feature_d_weight:g}" if opts.feature_d_weight else "")
+            + (f", eye and mouth component discriminators weight {opts.component_d_weight:g}"
+               if opts.component_d_weight else "")
             + ")")
 
 
@@ -430,6 +461,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feature-d-weight", type=float, default=TrainOptions.feature_d_weight,
                    help="weight of a projected discriminator on frozen ImageNet MobileNetV2 features in G's loss "
                    "(models.feature_d; 0: off); its heads are kept in state.pt, not in the exported model")
+    p.add_argument("--component-d-weight", type=float, default=TrainOptions.component_d_weight,
+                   help="weight of eye-band and mouth critics on aligned faces in G's loss (models.component_d; "
+                   "0: off); kept in state.pt, not in the exported model")
     p.add_argument("--channel-base", type=int, default=2048)
     p.add_argument("--channel-max", type=int, default=256)
     p.add_argument("--z-dim", type=int, default=256)
@@ -498,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16, g_lr=a.lr, d_lr=a.lr,
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout,
                         style_mixing=a.style_mixing, feature_d_weight=a.feature_d_weight,
+                        component_d_weight=a.component_d_weight,
                         seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         mapping_layers=a.mapping_layers or TrainOptions.mapping_layers,
                         augment=tuple(a.augment))
@@ -574,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
             ips = (trainer.nimg - n_last) / (now - t_last)
             log.info("kimg %.1f  img/s %.1f  G %.3f  D %.3f  R1 %.3f%s", trainer.nimg / 1000, ips,
                      float(losses["g"]), float(losses["d"]), float(losses["r1"]),
-                     f"  FD G {float(losses['fd_g']):.3f} D {float(losses['fd_d']):.3f}" if "fd_g" in losses else "")
+                     "".join(f"  {c.key} G {float(losses[c.key.lower() + '_g']):.3f} "
+                             f"D {float(losses[c.key.lower() + '_d']):.3f}" for c in trainer.critics))
             t_last, n_last = now, trainer.nimg
         if quality is not None and trainer.nimg >= next_metric:
             with torch.autocast(device.type, enabled=False):
