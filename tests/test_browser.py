@@ -110,10 +110,12 @@ def drawing_area(page, editor: str) -> dict:
     return page.locator(f"#{editor} canvas").first.bounding_box()
 
 
-def wait_for_upload(page, editor: str, *, timeout: float = 60.0) -> None:
+def wait_for_upload(page, editor: str, *, timeout: float = 120.0) -> None:
     """Wait until the editor shows the uploaded photo (a busy machine can take seconds), then for its resize.
 
-    Its WebGL canvas cannot be read back from the page, so this looks at screenshots: the empty editor is white."""
+    Its WebGL canvas cannot be read back from the page, so this looks at screenshots: the empty editor is white.
+    120 s: with a trainer and an evaluation beside the suite on two cores, one face upload took over 60 s to reach
+    the inpaint editor (seconds on an idle machine)."""
     deadline = time.monotonic() + timeout
     while True:
         shot = np.asarray(Image.open(io.BytesIO(page.locator(f"#{editor} canvas").first.screenshot())).convert("RGB"))
