@@ -1,13 +1,9 @@
 """Facial-component critics: each reads only its own box, and their place in the trainer's step and state."""
-import dataclasses
-import logging
-
-import numpy as np
 import pytest
 import torch
 
 from models.component_d import COMPONENTS, ComponentDiscriminator, component_boxes
-from models.train import Trainer, TrainOptions, make_config, run_segment
+from tests.tiny import tiny_trainer
 
 
 def test_boxes_cover_the_template_eyes_and_mouth_at_64_px():
@@ -38,14 +34,8 @@ def test_each_head_reads_only_its_box():
         cd(torch.zeros(1, 3, 32, 32))
 
 
-def _images(n=8, r=64):
-    return torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, 3, r, r), dtype=np.uint8))
-
-
 def _trainer(weight, **kw):
-    opts = TrainOptions(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, pl_weight=0.0,
-                        component_d_weight=weight, **kw)
-    return Trainer(opts, make_config(opts, data_name="random"), _images(), torch.device("cpu"))
+    return tiny_trainer(component_d_weight=weight, **kw)
 
 
 def test_step_trains_the_critics_with_r1_and_pulls_g_by_their_loss():
@@ -80,31 +70,3 @@ def test_r1_reaches_the_critics_only_on_r1_steps():
 
     with_r1, without_r1 = grads_after_step(10.0), grads_after_step(0.0)
     assert any(not torch.allclose(a, b) for a, b in zip(with_r1, without_r1))
-
-
-def test_state_round_trip_keeps_the_critics_and_a_state_without_them_starts_fresh(caplog):
-    t = _trainer(0.5)
-    t.step()
-    s = t.state()
-    assert {"CD", "opt_CD"} <= set(s)
-    t2 = _trainer(0.5)
-    t2.load_state(s)
-    assert all(torch.equal(a, b) for a, b in zip(t.CD.state_dict().values(), t2.CD.state_dict().values()))
-    plain = _trainer(0.0)
-    plain.step()
-    t3 = _trainer(0.5)
-    fresh = {k: v.clone() for k, v in t3.CD.state_dict().items()}
-    with caplog.at_level(logging.INFO, logger="models.train"):
-        t3.load_state(plain.state())
-    assert "no CD" in caplog.text and t3.nimg == 4
-    assert all(torch.equal(fresh[k], v) for k, v in t3.CD.state_dict().items())
-
-
-def test_provenance_names_the_component_critics_and_dcgan_refuses_them():
-    opts = TrainOptions(bf16=False, component_d_weight=0.5)
-    assert "component discriminators weight 0.5" in run_segment(opts, data="d", n_train=1, n_held=0, nimg=1)
-    assert "component" not in run_segment(dataclasses.replace(opts, component_d_weight=0.0), data="d",
-                                          n_train=1, n_held=0, nimg=1)
-    dc = TrainOptions(arch="dcgan", component_d_weight=1.0, bf16=False)
-    with pytest.raises(ValueError, match="StyleGAN2"):
-        Trainer(dc, make_config(dc, data_name="random"), _images(), torch.device("cpu"))

@@ -1,14 +1,10 @@
 """Projected feature discriminator: shapes, frozen backbone, and its place in the trainer's step and state."""
-import dataclasses
-import logging
-
-import numpy as np
 import pytest
 import torch
 
 from models.feature_d import FeatureDiscriminator, build_feature_discriminator
 from models.mobilenet import MobileNetV2
-from models.train import Trainer, TrainOptions, make_config, run_segment
+from tests.tiny import tiny_trainer
 
 META = {"input": {"scale": 0.0078125, "zero_point": 128}}
 
@@ -53,14 +49,8 @@ def test_the_shipped_backbone_loads_frozen():
     assert all(p.requires_grad for p in fd.parameters())
 
 
-def _images(n=8, r=64):
-    return torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, 3, r, r), dtype=np.uint8))
-
-
 def _trainer(weight):
-    opts = TrainOptions(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, pl_weight=0.0,
-                        feature_d_weight=weight)
-    return Trainer(opts, make_config(opts, data_name="random"), _images(), torch.device("cpu"))
+    return tiny_trainer(feature_d_weight=weight)
 
 
 def test_step_trains_the_heads_and_pulls_g_by_the_feature_loss():
@@ -74,30 +64,3 @@ def test_step_trains_the_heads_and_pulls_g_by_the_feature_loss():
     assert all(torch.equal(heads[k], with_fd.FD.state_dict()[k]) for k in ("mix0", "mix1", "mix2"))
     # Same seed, same batches: only the feature term can make G's first update differ.
     assert any(not torch.equal(a, b) for a, b in zip(with_fd.G.parameters(), without.G.parameters()))
-
-
-def test_state_round_trip_keeps_the_heads_and_a_state_without_them_starts_fresh(caplog):
-    t = _trainer(0.5)
-    t.step()
-    s = t.state()
-    t2 = _trainer(0.5)
-    t2.load_state(s)
-    assert all(torch.equal(a, b) for a, b in zip(t.FD.state_dict().values(), t2.FD.state_dict().values()))
-    plain = _trainer(0.0)
-    plain.step()
-    t3 = _trainer(0.5)
-    fresh = {k: v.clone() for k, v in t3.FD.state_dict().items()}
-    with caplog.at_level(logging.INFO, logger="models.train"):
-        t3.load_state(plain.state())
-    assert "start fresh" in caplog.text and t3.nimg == 4
-    assert all(torch.equal(fresh[k], v) for k, v in t3.FD.state_dict().items())
-
-
-def test_provenance_names_the_feature_discriminator_and_dcgan_refuses_it():
-    opts = TrainOptions(bf16=False, feature_d_weight=0.5)
-    assert "feature discriminator weight 0.5" in run_segment(opts, data="d", n_train=1, n_held=0, nimg=1)
-    assert "feature" not in run_segment(dataclasses.replace(opts, feature_d_weight=0.0), data="d", n_train=1,
-                                        n_held=0, nimg=1)
-    dc = TrainOptions(arch="dcgan", feature_d_weight=1.0, bf16=False)
-    with pytest.raises(ValueError, match="StyleGAN2"):
-        Trainer(dc, make_config(dc, data_name="random"), _images(), torch.device("cpu"))

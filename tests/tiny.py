@@ -80,3 +80,15 @@ def install_tiny_model(tmp_path: Path, monkeypatch, *, name: str = "tiny32", res
     models.save_model(tmp_path / "models" / name, m.config, m.G, m.D)
     monkeypatch.setenv("LATENTBRUSH_MODELS", str(tmp_path / "models"))
     return m
+
+
+def tiny_trainer(**options):
+    """A `models.train.Trainer` for tiny 64 px StyleGAN2 networks (batch 4, fp32, no path-length term) on 8 random
+    uint8 images; `options` override those `TrainOptions`."""
+    import numpy as np  # noqa: PLC0415 - only the trainer tests need these
+    from models.train import Trainer, TrainOptions, make_config  # noqa: PLC0415
+
+    opts = TrainOptions(**{**dict(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, pl_weight=0.0),
+                           **options})
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (8, 3, 64, 64), dtype=np.uint8))
+    return Trainer(opts, make_config(opts, data_name="random"), images, torch.device("cpu"))
