@@ -181,6 +181,13 @@ def save_grid(G: torch.nn.Module, path: Path, *, seed: int = 0, n: int = 8, devi
     Image.fromarray(grid).save(path)
 
 
+def stylegan2_adam(params, lr: float, *, reg_interval: int = 0) -> torch.optim.Adam:
+    """StyleGAN2's Adam (beta1 0, beta2 0.99). For a network with a lazy regulariser every `reg_interval` steps the
+    rate and beta2 are corrected by r = interval / (interval + 1), as in the official code."""
+    r = reg_interval / (reg_interval + 1) if reg_interval else 1.0
+    return torch.optim.Adam(params, lr=lr * r, betas=(0.0, 0.99 ** r), eps=1e-8)
+
+
 class Critic(NamedTuple):
     """A discriminator trained beside D: kept in state.pt as `key` / `opt_<key>`, its losses `<key>_g` / `<key>_d`."""
 
@@ -188,7 +195,6 @@ class Critic(NamedTuple):
     net: torch.nn.Module
     opt: torch.optim.Optimizer
     weight: float
-    lr: float
     r1: bool
 
 
@@ -210,10 +216,8 @@ class Trainer:
             self.opt_G = torch.optim.Adam(self.G.parameters(), lr=DCGAN_LR, betas=(0.5, 0.999))
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=DCGAN_LR, betas=(0.5, 0.999))
         else:
-            r = opts.r1_interval / (opts.r1_interval + 1)
-            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=opts.g_lr, betas=(0.0, 0.99), eps=1e-8)
-            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=opts.d_lr * r, betas=(0.0, 0.99 ** r), eps=1e-8)
-        self._lrs = (self.opt_G.param_groups[0]["lr"], self.opt_D.param_groups[0]["lr"])
+            self.opt_G = stylegan2_adam(self.G.parameters(), opts.g_lr)
+            self.opt_D = stylegan2_adam(self.D.parameters(), opts.d_lr, reg_interval=opts.r1_interval)
         self.nimg = 0
         self.step_idx = 0
         self.pl_mean = torch.zeros([], device=device)
@@ -223,15 +227,13 @@ class Trainer:
         if opts.feature_d_weight > 0:
             # Projected GAN trains its heads without R1.
             self.FD = build_feature_discriminator(device=device, seed=opts.seed)
-            self.critics.append(Critic("FD", self.FD, torch.optim.Adam(self.FD.parameters(), lr=opts.d_lr,
-                                                                       betas=(0.0, 0.99), eps=1e-8),
-                                       opts.feature_d_weight, opts.d_lr, r1=False))
+            self.critics.append(Critic("FD", self.FD, stylegan2_adam(self.FD.parameters(), opts.d_lr),
+                                       opts.feature_d_weight, r1=False))
         if opts.component_d_weight > 0:
             self.CD = ComponentDiscriminator(opts.resolution).to(device).train()
-            r = opts.r1_interval / (opts.r1_interval + 1)
-            self.critics.append(Critic("CD", self.CD, torch.optim.Adam(self.CD.parameters(), lr=opts.d_lr * r,
-                                                                       betas=(0.0, 0.99 ** r), eps=1e-8),
-                                       opts.component_d_weight, opts.d_lr * r, r1=True))
+            self.critics.append(Critic("CD", self.CD, stylegan2_adam(self.CD.parameters(), opts.d_lr,
+                                                                     reg_interval=opts.r1_interval),
+                                       opts.component_d_weight, r1=True))
 
     def state(self) -> dict:
         return {"config": self.config.to_json(), "opts": dataclasses.asdict(self.opts),
@@ -248,18 +250,17 @@ class Trainer:
         self.G_ema.load_state_dict(s["G_ema"])
         self.opt_G.load_state_dict(s["opt_G"])
         self.opt_D.load_state_dict(s["opt_D"])
-        # The saved param groups carry the old run's learning rates; this run's options (e.g. --lr) win.
-        for opt, lr in ((self.opt_G, self._lrs[0]), (self.opt_D, self._lrs[1])):
-            for group in opt.param_groups:
-                group["lr"] = lr
         for c in self.critics:
             if c.key not in s:
                 log.info("the resumed state has no %s: its heads start fresh", c.key)
                 continue
             c.net.load_state_dict(s[c.key])
             c.opt.load_state_dict(s[f"opt_{c.key}"])
-            for group in c.opt.param_groups:
-                group["lr"] = c.lr
+        # The saved param groups carry the old run's learning rates; this run's options (e.g. --lr) win. An
+        # optimiser's `defaults` keep the rate it was built with (loading a state does not touch them).
+        for opt in (self.opt_G, self.opt_D, *(c.opt for c in self.critics)):
+            for group in opt.param_groups:
+                group["lr"] = opt.defaults["lr"]
         self.nimg, self.step_idx = int(s["nimg"]), int(s["step"])
         self.pl_mean = s["pl_mean"].to(self.device)
         self.gen.set_state(s["rng"])
@@ -301,6 +302,7 @@ class Trainer:
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
         r1_step = o.arch == "stylegan2" and o.r1_gamma > 0 and self.step_idx % o.r1_interval == 0
+        r1_weight = o.r1_gamma / 2 * o.r1_interval  # lazy: every r1_interval steps, so that much stronger
         critic_d = []
         for c in self.critics:
             c.net.requires_grad_(True)
@@ -309,13 +311,13 @@ class Trainer:
             c.opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.r1 and r1_step:
-                (r1_penalty(c.net, real[: max(n // 2, 1)], o, dev) * (o.r1_gamma / 2) * o.r1_interval).backward()
+                (r1_penalty(c.net, real[: max(n // 2, 1)], o, dev) * r1_weight).backward()
             c.opt.step()
             critic_d.append(loss.detach())
         r1 = torch.zeros([], device=dev)
         if r1_step:
             r1 = r1_penalty(self.D, real[: max(n // 2, 1)], o, dev)
-            (r1 * (o.r1_gamma / 2) * o.r1_interval).backward()
+            (r1 * r1_weight).backward()
         self.opt_D.step()
         self.nimg += n
         self.step_idx += 1

@@ -11,19 +11,14 @@ import models
 from models.augment import diff_augment
 from models.dataset import is_held_out, split_files
 from models.native import load_native
-from models.train import Trainer, TrainOptions, export, main, make_config, run_segment, sample_batch
-
-
-def _images(n=8, r=64):
-    return torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, 3, r, r), dtype=np.uint8))
+from models.train import Trainer, TrainOptions, export, main, run_segment, sample_batch
+from tests.tiny import tiny_trainer
 
 
 @pytest.mark.parametrize("arch,extra", [("stylegan2", dict(pl_weight=2.0, pl_interval=1, r1_interval=1)),
                                         ("dcgan", {})])
 def test_steps_resume_and_export(tmp_path, arch, extra):
-    opts = TrainOptions(arch=arch, batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, **extra)
-    cfg = make_config(opts, data_name="random")
-    t = Trainer(opts, cfg, _images(), torch.device("cpu"))
+    t = tiny_trainer(arch=arch, **extra)
     before = {k: v.clone() for k, v in t.G.state_dict().items()}
     losses = t.step()
     assert all(bool(torch.isfinite(v)) for v in losses.values()) and t.nimg == 4
@@ -31,7 +26,7 @@ def test_steps_resume_and_export(tmp_path, arch, extra):
         assert losses["r1"] > 0 and float(t.pl_mean) > 0
     assert any(not torch.equal(before[k], v) for k, v in t.G.state_dict().items())
     torch.save(t.state(), tmp_path / "state.pt")
-    t2 = Trainer(opts, cfg, _images(), torch.device("cpu"))
+    t2 = tiny_trainer(arch=arch, **extra)
     t2.load_state(torch.load(tmp_path / "state.pt", weights_only=True))
     assert t2.nimg == 4 and all(torch.equal(a, b) for a, b in zip(t.G_ema.state_dict().values(),
                                                                  t2.G_ema.state_dict().values()))
@@ -164,8 +159,7 @@ def test_mapping_layers_option_builds_a_new_network_that_deep_and_resumes_it(tmp
 
 @pytest.mark.parametrize("ema_kimg", [10.0, 20.0])
 def test_g_ema_moves_towards_g_by_the_half_life_fraction(ema_kimg):
-    opts = TrainOptions(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, ema_kimg=ema_kimg)
-    t = Trainer(opts, make_config(opts, data_name="random"), _images(), torch.device("cpu"))
+    t = tiny_trainer(ema_kimg=ema_kimg)
     t.nimg = 10**7  # past the ramp-up, so the half-life is ema_kimg itself
     with torch.no_grad():
         for p, p_ema in zip(t.G.parameters(), t.G_ema.parameters()):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import models
 from models import LoadedModel, ModelConfig
+from models.train import Trainer, TrainOptions, make_config
 
 STYLEGAN2_RESOLUTIONS = (16, 32, 64, 128, 256)
 TINY_CHANNEL_MAX = 16
@@ -82,12 +84,9 @@ def install_tiny_model(tmp_path: Path, monkeypatch, *, name: str = "tiny32", res
     return m
 
 
-def tiny_trainer(**options):
+def tiny_trainer(**options) -> Trainer:
     """A `models.train.Trainer` for tiny 64 px StyleGAN2 networks (batch 4, fp32, no path-length term) on 8 random
-    uint8 images; `options` override those `TrainOptions`."""
-    import numpy as np  # noqa: PLC0415 - only the trainer tests need these
-    from models.train import Trainer, TrainOptions, make_config  # noqa: PLC0415
-
+    uint8 images (the same 8 on every call); `options` override those `TrainOptions`."""
     opts = TrainOptions(**{**dict(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False, pl_weight=0.0),
                            **options})
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (8, 3, 64, 64), dtype=np.uint8))
