@@ -1,13 +1,16 @@
 """Sample quality of a generator against held-out real images: FID and KID per feature extractor.
 
 CLI: `python -m models.evaluate_samples MODEL [--real DIR] [--names LIST] [--fake 1000] [--features ...]
-[--record]`. MODEL is a bundled name or a checkpoint path; the real images default to
-`../shared/data/<domain>` filtered by `assets/models/<name>.heldout.txt`. `--record` writes the figures into
-the model's JSON under `metrics.sample_quality`. Lower is better for both statistics.
+[--feature-cache DIR] [--record]`. MODEL is a bundled name or a checkpoint path; the real images default to
+`../shared/data/<domain>` filtered by `assets/models/<name>.heldout.txt`. `--feature-cache` keeps the real
+images' features between runs (comparing snapshots against a whole training folder, where extracting them
+costs more than the samples). `--record` writes the figures into the model's JSON under
+`metrics.sample_quality`. Lower is better for both statistics.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -42,26 +45,51 @@ def generate_uint8(G: torch.nn.Module, n: int, *, seed: int = 0, batch: int = 50
     return np.concatenate(out)
 
 
-def load_real(folder: str | Path, resolution: int, *, names: Sequence[str] | None = None) -> np.ndarray:
-    """Real images (optionally only the listed file names) -> `[N, R, R, 3]` uint8 RGB."""
+def real_files(folder: str | Path, *, names: Sequence[str] | None = None) -> list[Path]:
+    """The folder's images, optionally only the listed file names; raises if none are left."""
     files = list_images(folder)
     if names is not None:
         wanted = set(names)
         files = [p for p in files if p.name in wanted]
     if not files:
         raise ValueError(f"no listed images found in {folder}")
-    return np.stack([load_square(p, resolution) for p in files])
+    return files
+
+
+def load_real(folder: str | Path, resolution: int, *, names: Sequence[str] | None = None) -> np.ndarray:
+    """Real images (optionally only the listed file names) -> `[N, R, R, 3]` uint8 RGB."""
+    return np.stack([load_square(p, resolution) for p in real_files(folder, names=names)])
+
+
+def real_features(files: Sequence[Path], resolution: int, extractors: dict[str, FeatureFn], *,
+                  cache: str | Path | None = None) -> dict[str, np.ndarray]:
+    """{extractor: `[N, D]` features} of the files at `resolution`.
+
+    With `cache`, each extractor's features are kept in `cache/<extractor>-<key>.npy`, the key hashing the
+    resolution and every file's name, size and modification time, so a changed file set is extracted again."""
+    paths: dict[str, Path] = {}
+    if cache is not None:
+        digest = hashlib.sha1(str(resolution).encode())
+        for p in files:
+            st = p.stat()
+            digest.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        paths = {name: Path(cache) / f"{name}-{digest.hexdigest()[:16]}.npy" for name in extractors}
+    out = {name: np.load(paths[name]) for name in extractors if name in paths and paths[name].is_file()}
+    missing = [name for name in extractors if name not in out]
+    if missing:
+        images = np.stack([load_square(p, resolution) for p in files])
+        for name in missing:
+            out[name] = extractors[name](images)
+            if name in paths:
+                paths[name].parent.mkdir(parents=True, exist_ok=True)
+                np.save(paths[name], out[name])
+    return out
 
 
 def scores(fr: np.ndarray, ff: np.ndarray) -> dict[str, float]:
     """{fid, kid, kid_std} for real and fake feature sets (KID subsets of at most 100)."""
     kid, kid_std = kernel_inception_distance(fr, ff, subset_size=min(100, len(fr), len(ff)))
     return {"fid": frechet_distance(fr, ff), "kid": kid, "kid_std": kid_std}
-
-
-def compare(real: np.ndarray, fake: np.ndarray, extractors: dict[str, FeatureFn]) -> dict[str, dict[str, float]]:
-    """{extractor: {fid, kid, kid_std}} for two uint8 image sets."""
-    return {name: scores(fn(real), fn(fake)) for name, fn in extractors.items()}
 
 
 def default_real(config_name: str, domain: str) -> tuple[Path, list[str] | None]:
@@ -80,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", nargs="+", choices=sorted(EXTRACTORS), help="default: mobilenet, plus "
                    "dlib-face for face models")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--feature-cache", metavar="DIR", help="keep the real images' features here between runs")
     p.add_argument("--record", action="store_true", help="write the figures into the bundled model's JSON")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -92,15 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         names = Path(a.names).read_text().split()
     feats = a.features or (["mobilenet", "dlib-face"] if "face" in cfg.domain else ["mobilenet"])
     t0 = time.time()
-    real = load_real(folder, cfg.resolution, names=names)
+    files = real_files(folder, names=names)
+    extractors = {f: EXTRACTORS[f]() for f in feats}
+    real = real_features(files, cfg.resolution, extractors, cache=a.feature_cache)
     fake = generate_uint8(loaded.G, a.fake, seed=a.seed)
-    result = compare(real, fake, {f: EXTRACTORS[f]() for f in feats})
-    record = {"real": f"{folder.name} ({len(real)} images{', held out' if names else ''})", "fake": a.fake,
+    result = {f: scores(real[f], fn(fake)) for f, fn in extractors.items()}
+    record = {"real": f"{folder.name} ({len(files)} images{', held out' if names else ''})", "fake": a.fake,
               "images_seen": cfg.images_seen, "command": "python -m models.evaluate_samples " + cfg.name,
               **result}
     for f, r in result.items():
         print(f"{cfg.name} [{f}] FID {r['fid']:.2f}  KID {r['kid'] * 1000:.2f} +- {r['kid_std'] * 1000:.2f} x1e-3"
-              f"  ({len(real)} real, {a.fake} fake, {cfg.images_seen} images seen)")
+              f"  ({len(files)} real, {a.fake} fake, {cfg.images_seen} images seen)")
     log.info("%.1f s", time.time() - t0)
     if a.record:
         path = models_dir() / f"{cfg.name}.json"

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import models
-from models.evaluate_samples import compare, generate_uint8, load_real
+from models.evaluate_samples import generate_uint8, load_real, real_features, scores
 from models.sample_quality import dlib_face_features, frechet_distance, kernel_inception_distance
 from models.train import Trainer, TrainOptions, export, main, make_config
 
@@ -45,15 +45,37 @@ def _tiny_trainer(data_name="random", n=8):
     return opts, Trainer(opts, make_config(opts, data_name=data_name), images, torch.device("cpu"))
 
 
-def test_compare_reports_each_extractor_and_ranks_a_closer_set_better():
+def _mean_rgb(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1, 3).mean(1).astype(np.float64)
+
+
+def test_scores_rank_a_closer_set_better():
     rng = np.random.default_rng(2)
-    real = rng.integers(100, 156, (40, 8, 8, 3), dtype=np.uint8)
-    near = rng.integers(100, 156, (40, 8, 8, 3), dtype=np.uint8)
-    far = rng.integers(0, 56, (40, 8, 8, 3), dtype=np.uint8)
-    mean_rgb = {"rgb": lambda x: x.reshape(len(x), -1, 3).mean(1).astype(np.float64)}
-    r_near, r_far = compare(real, near, mean_rgb)["rgb"], compare(real, far, mean_rgb)["rgb"]
+    real, near, far = (_mean_rgb(rng.integers(lo, lo + 56, (40, 8, 8, 3), dtype=np.uint8)) for lo in (100, 100, 0))
+    r_near, r_far = scores(real, near), scores(real, far)
     assert set(r_near) == {"fid", "kid", "kid_std"}
     assert r_near["fid"] < r_far["fid"] and r_near["kid"] < r_far["kid"]
+
+
+def test_real_features_are_cached_per_extractor_and_recomputed_when_the_files_change(tmp_path):
+    folder, cache = tmp_path / "real", tmp_path / "cache"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (16, 16), (i * 60, 10, 0)).save(folder / f"{i}.png")
+    calls = []
+
+    def counting(x):
+        calls.append(len(x))
+        return _mean_rgb(x)
+
+    files = sorted(folder.iterdir())
+    first = real_features(files, 8, {"rgb": counting}, cache=cache)["rgb"]
+    again = real_features(files, 8, {"rgb": counting}, cache=cache)["rgb"]
+    assert calls == [4] and np.array_equal(first, again) and first[3, 0] == pytest.approx(180)
+    assert real_features(files, 8, {"rgb": counting})["rgb"].shape == (4, 3) and calls == [4, 4]  # no cache
+    Image.new("RGB", (16, 16), (250, 10, 0)).save(folder / "3.png")  # new content, size and mtime
+    changed = real_features(files, 8, {"rgb": counting}, cache=cache)["rgb"]
+    assert calls == [4, 4, 4] and changed[3, 0] == pytest.approx(250)
 
 
 def test_generate_and_load_real_give_uint8_rgb(tmp_path):
@@ -90,6 +112,26 @@ def test_resume_model_continues_from_a_shipped_model_and_logs_sample_quality(tmp
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["images_seen"] for r in rows] == [44, 48]  # after each step once 4 more images were seen
     assert all(np.isfinite(r["dlib-face"]["fid"]) and np.isfinite(r["dlib-face"]["kid"]) for r in rows)
+
+
+def test_cli_scores_a_checkpoint_against_a_folder_and_reuses_its_cached_features(tmp_path, monkeypatch, capsys):
+    import models.evaluate_samples as es
+    _, t = _tiny_trainer()
+    model = export(t, tmp_path / "m.safetensors", licence="test", provenance="unit test", name="m",
+                   dtype=torch.float32)
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+            data / f"{i}.png")
+    calls = []
+    monkeypatch.setitem(es.EXTRACTORS, "mobilenet", lambda: lambda x: calls.append(len(x)) or _mean_rgb(x))
+    argv = [str(model), "--real", str(data), "--fake", "5", "--feature-cache", str(cache)]
+    assert es.main(argv) == 0 and es.main(argv) == 0
+    assert calls == [6, 5, 5]  # the real folder once, the samples each run
+    first, second = [line for line in capsys.readouterr().out.splitlines() if "[mobilenet] FID" in line]
+    assert first == second and "(6 real, 5 fake" in first
+    assert len(list(cache.glob("mobilenet-*.npy"))) == 1
 
 
 def test_mobilenet_features_put_a_cat_nearer_its_mirror_than_a_face():
