@@ -32,7 +32,10 @@ def _training_rows(name: str) -> dict[int, str]:
     text = (ROOT / "models" / "TRAINING.md").read_text(encoding="utf-8")
     section = re.search(rf"^## {re.escape(name)} .*?(?=^## |\Z)", text, flags=re.M | re.S)
     assert section, f"models/TRAINING.md has no section for {name}"
-    rows = (re.match(r"\| ([\d,]+) \|", line) for line in section.group(0).splitlines())
+    # The section's first table is the shipped checkpoints; later tables (curves, arms) may also start with counts.
+    table = re.search(r"^\|.*?(?=\n(?!\|)|\Z)", section.group(0), flags=re.M | re.S)
+    assert table, f"models/TRAINING.md's {name} section has no table"
+    rows = (re.match(r"\| ([\d,]+) \|", line) for line in table.group(0).splitlines())
     return {int(m.group(1).replace(",", "")): m.string for m in rows if m}
 
 
