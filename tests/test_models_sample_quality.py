@@ -10,7 +10,8 @@ from PIL import Image
 import models
 from models.evaluate_samples import generate_uint8, load_real, real_features, scores
 from models.sample_quality import dlib_face_features, frechet_distance, kernel_inception_distance
-from models.train import Trainer, TrainOptions, export, main, make_config
+from models.train import export, main
+from tests.tiny import tiny_trainer
 
 
 def test_fid_is_zero_for_the_same_set_and_the_closed_form_for_shifted_gaussians():
@@ -37,12 +38,6 @@ def test_dlib_face_descriptors_are_128d_and_tell_faces_from_noise():
     assert f.shape == (3, 128)
     # a mirrored face stays much nearer its original than noise does
     assert np.linalg.norm(f[0] - f[1]) < np.linalg.norm(f[0] - f[2])
-
-
-def _tiny_trainer(data_name="random", n=8):
-    opts = TrainOptions(batch=4, channel_base=256, channel_max=16, z_dim=16, bf16=False)
-    images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (n, 3, 64, 64), dtype=np.uint8))
-    return opts, Trainer(opts, make_config(opts, data_name=data_name), images, torch.device("cpu"))
 
 
 def _mean_rgb(x: np.ndarray) -> np.ndarray:
@@ -79,7 +74,7 @@ def test_real_features_are_cached_per_extractor_and_recomputed_when_the_files_ch
 
 
 def test_generate_and_load_real_give_uint8_rgb(tmp_path):
-    _, t = _tiny_trainer()
+    t = tiny_trainer()
     imgs = generate_uint8(t.G_ema, 5, batch=2)
     assert imgs.shape == (5, 64, 64, 3) and imgs.dtype == np.uint8
     assert np.array_equal(imgs, generate_uint8(t.G_ema, 5, batch=2))  # seeded: repeatable
@@ -90,7 +85,7 @@ def test_generate_and_load_real_give_uint8_rgb(tmp_path):
 
 
 def test_resume_model_continues_from_a_shipped_model_and_logs_sample_quality(tmp_path):
-    opts, t = _tiny_trainer()
+    t = tiny_trainer()
     t.nimg = 40
     shipped = export(t, tmp_path / "m.safetensors", licence="test", provenance="unit test", name="m",
                      dtype=torch.float32)
@@ -116,7 +111,7 @@ def test_resume_model_continues_from_a_shipped_model_and_logs_sample_quality(tmp
 
 def test_cli_scores_a_checkpoint_against_a_folder_and_reuses_its_cached_features(tmp_path, monkeypatch, capsys):
     import models.evaluate_samples as es
-    _, t = _tiny_trainer()
+    t = tiny_trainer()
     model = export(t, tmp_path / "m.safetensors", licence="test", provenance="unit test", name="m",
                    dtype=torch.float32)
     data, cache = tmp_path / "data", tmp_path / "cache"
