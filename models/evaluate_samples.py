@@ -66,13 +66,15 @@ def real_features(files: Sequence[Path], resolution: int, extractors: dict[str, 
     """{extractor: `[N, D]` features} of the files at `resolution`.
 
     With `cache`, each extractor's features are kept in `cache/<extractor>-<key>.npy`, the key hashing the
-    resolution and every file's name, size and modification time, so a changed file set is extracted again."""
+    resolution and every file's name and bytes, so a changed file set is extracted again. Contents, not
+    modification times: a copied or re-synced data folder has new times and the same photos."""
     paths: dict[str, Path] = {}
     if cache is not None:
         digest = hashlib.sha1(str(resolution).encode())
         for p in files:
-            st = p.stat()
-            digest.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+            data = p.read_bytes()
+            digest.update(f"{p.name}:{len(data)}:".encode())
+            digest.update(hashlib.sha1(data).digest())
         paths = {name: Path(cache) / f"{name}-{digest.hexdigest()[:16]}.npy" for name in extractors}
     out = {name: np.load(paths[name]) for name in extractors if name in paths and paths[name].is_file()}
     missing = [name for name in extractors if name not in out]

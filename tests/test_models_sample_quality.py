@@ -1,6 +1,7 @@
 """Sample-quality metric (FID/KID), its feature extractors, the CLI, resume from a shipped model and the
 trainer's metric log — on tiny data."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def test_scores_rank_a_closer_set_better():
     assert r_near["fid"] < r_far["fid"] and r_near["kid"] < r_far["kid"]
 
 
-def test_real_features_are_cached_per_extractor_and_recomputed_when_the_files_change(tmp_path):
+def test_real_features_are_cached_by_content_per_extractor_and_recomputed_when_a_file_changes(tmp_path):
     folder, cache = tmp_path / "real", tmp_path / "cache"
     folder.mkdir()
     for i in range(4):
@@ -68,9 +69,16 @@ def test_real_features_are_cached_per_extractor_and_recomputed_when_the_files_ch
     again = real_features(files, 8, {"rgb": counting}, cache=cache)["rgb"]
     assert calls == [4] and np.array_equal(first, again) and first[3, 0] == pytest.approx(180)
     assert real_features(files, 8, {"rgb": counting})["rgb"].shape == (4, 3) and calls == [4, 4]  # no cache
-    Image.new("RGB", (16, 16), (250, 10, 0)).save(folder / "3.png")  # new content, size and mtime
+    for p in files:  # the same photos copied afresh (as a re-synced data folder): new times, cache kept
+        os.utime(p, ns=(p.stat().st_atime_ns + 10**12, p.stat().st_mtime_ns + 10**12))
+    assert np.array_equal(real_features(files, 8, {"rgb": counting}, cache=cache)["rgb"], first)
+    assert calls == [4, 4]
+    st = files[3].stat()
+    Image.new("RGB", (16, 16), (240, 10, 0)).save(folder / "3.png")  # new content, same size and mtime
+    assert files[3].stat().st_size == st.st_size
+    os.utime(files[3], ns=(st.st_atime_ns, st.st_mtime_ns))
     changed = real_features(files, 8, {"rgb": counting}, cache=cache)["rgb"]
-    assert calls == [4, 4, 4] and changed[3, 0] == pytest.approx(250)
+    assert calls == [4, 4, 4] and changed[3, 0] == pytest.approx(240)
 
 
 def test_generate_and_load_real_give_uint8_rgb(tmp_path):
