@@ -9,7 +9,6 @@ quantisation in the sidecar.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from .catalogue import sha256_of
 from .mobilenet import FEATURE_BLOCKS, MobileNetV2
 
 LICENCE = "Apache-2.0"
@@ -157,10 +157,6 @@ def convert(graph: TFLiteGraph) -> dict[str, torch.Tensor]:
     return state
 
 
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models.convert_mobilenet", description=__doc__.splitlines()[0])
     p.add_argument("tflite")
@@ -178,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "network": "MobileNetV2 1.0 (models.mobilenet.MobileNetV2), batch norm folded, ImageNet, 1001 classes",
         "num_classes": 1001,
         "source_file": src.name,
-        "source_sha256": sha256(src),
+        "source_sha256": sha256_of(src),
         "source": SOURCE_REPO,
         "licence": LICENCE,
         "dtype": "float16",

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .catalogue import sha256_of
 from .dataset import list_images, load_square
 from .loader import load_model, models_dir
 from .sample_quality import EXTRACTORS, FeatureFn, frechet_distance, kernel_inception_distance
@@ -72,9 +73,7 @@ def real_features(files: Sequence[Path], resolution: int, extractors: dict[str, 
     if cache is not None:
         digest = hashlib.sha1(str(resolution).encode())
         for p in files:
-            data = p.read_bytes()
-            digest.update(f"{p.name}:{len(data)}:".encode())
-            digest.update(hashlib.sha1(data).digest())
+            digest.update(f"{p.name}:{sha256_of(p)}".encode())
         paths = {name: Path(cache) / f"{name}-{digest.hexdigest()[:16]}.npy" for name in extractors}
     out = {name: np.load(paths[name]) for name in extractors if name in paths and paths[name].is_file()}
     missing = [name for name in extractors if name not in out]
