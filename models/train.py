@@ -77,6 +77,9 @@ class TrainOptions:
     # Weight of facial-component critics' loss in G's (`models.component_d`: the eye band and the mouth of aligned
     # faces; 0: off). They train beside the pixel D with its learning rate and lazy R1.
     component_d_weight: float = 0.0
+    # Multiplies G's learning rate for the mapping network alone (its layers already carry StyleGAN2's lr
+    # multiplier 0.01). Every continuation at 1.0 kept each z's face layout, broken ones included, for 100k+ images.
+    mapping_lr_scale: float = 1.0
 
 
 # Radford et al.'s DCGAN rate (Adam beta1 0.5); --lr and the R1/path-length options are StyleGAN2's only.
@@ -185,7 +188,20 @@ def stylegan2_adam(params, lr: float, *, reg_interval: int = 0) -> torch.optim.A
     """StyleGAN2's Adam (beta1 0, beta2 0.99). For a network with a lazy regulariser every `reg_interval` steps the
     rate and beta2 are corrected by r = interval / (interval + 1), as in the official code."""
     r = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-    return torch.optim.Adam(params, lr=lr * r, betas=(0.0, 0.99 ** r), eps=1e-8)
+    opt = torch.optim.Adam(params, lr=lr * r, betas=(0.0, 0.99 ** r), eps=1e-8)
+    for group in opt.param_groups:
+        group["lr"] = lr * r * group.get("lr_scale", 1.0)
+    return opt
+
+
+def generator_param_groups(G: torch.nn.Module, mapping_lr_scale: float) -> list[dict]:
+    """G's parameters as Adam groups: the mapping network's rate scaled by `mapping_lr_scale` (key `lr_scale`,
+    which `Trainer.load_state` reapplies), the rest at the base rate. One group when the scale is 1."""
+    if mapping_lr_scale == 1.0:
+        return [{"params": list(G.parameters())}]
+    mapping = {id(p) for p in G.mapping.parameters()}
+    return [{"params": [p for p in G.parameters() if id(p) in mapping], "lr_scale": mapping_lr_scale},
+            {"params": [p for p in G.parameters() if id(p) not in mapping]}]
 
 
 class Critic(NamedTuple):
@@ -216,7 +232,7 @@ class Trainer:
             self.opt_G = torch.optim.Adam(self.G.parameters(), lr=DCGAN_LR, betas=(0.5, 0.999))
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=DCGAN_LR, betas=(0.5, 0.999))
         else:
-            self.opt_G = stylegan2_adam(self.G.parameters(), opts.g_lr)
+            self.opt_G = stylegan2_adam(generator_param_groups(self.G, opts.mapping_lr_scale), opts.g_lr)
             self.opt_D = stylegan2_adam(self.D.parameters(), opts.d_lr, reg_interval=opts.r1_interval)
         self.nimg = 0
         self.step_idx = 0
@@ -260,7 +276,7 @@ class Trainer:
         # optimiser's `defaults` keep the rate it was built with (loading a state does not touch them).
         for opt in (self.opt_G, self.opt_D, *(c.opt for c in self.critics)):
             for group in opt.param_groups:
-                group["lr"] = opt.defaults["lr"]
+                group["lr"] = opt.defaults["lr"] * group.get("lr_scale", 1.0)
         self.nimg, self.step_idx = int(s["nimg"]), int(s["step"])
         self.pl_mean = s["pl_mean"].to(self.device)
         self.gen.set_state(s["rng"])
@@ -419,6 +435,7 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
             + (f", MobileNetV2 feature discriminator weight {opts.feature_d_weight:g}" if opts.feature_d_weight else "")
             + (f", eye and mouth component discriminators weight {opts.component_d_weight:g}"
                if opts.component_d_weight else "")
+            + (f", mapping lr x{opts.mapping_lr_scale:g}" if opts.mapping_lr_scale != 1.0 else "")
             + ")")
 
 
@@ -466,6 +483,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--component-d-weight", type=float, default=TrainOptions.component_d_weight,
                    help="weight of eye-band and mouth critics on aligned faces in G's loss (models.component_d; "
                    "0: off); kept in state.pt, not in the exported model")
+    p.add_argument("--mapping-lr-scale", type=float, default=TrainOptions.mapping_lr_scale,
+                   help="multiply G's learning rate for the mapping network alone (StyleGAN2 only; its "
+                   "layers already learn at 0.01x, as in the official code)")
     p.add_argument("--channel-base", type=int, default=2048)
     p.add_argument("--channel-max", type=int, default=256)
     p.add_argument("--z-dim", type=int, default=256)
@@ -495,6 +515,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--mapping-layers shapes a new network; a resumed one keeps its own mapping depth")
     if a.mapping_layers is not None and a.mapping_layers < 1:
         p.error("--mapping-layers must be at least 1")
+    if a.mapping_lr_scale != 1.0 and a.arch != "stylegan2":
+        p.error("--mapping-lr-scale scales a StyleGAN2 mapping network's rate; DCGAN has none")
+    if a.mapping_lr_scale <= 0:
+        p.error("--mapping-lr-scale must be positive")
     return a
 
 
@@ -534,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = TrainOptions(arch=a.arch, resolution=a.res, batch=a.batch, kimg=a.kimg, bf16=bf16, g_lr=a.lr, d_lr=a.lr,
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout,
                         style_mixing=a.style_mixing, feature_d_weight=a.feature_d_weight,
-                        component_d_weight=a.component_d_weight,
+                        component_d_weight=a.component_d_weight, mapping_lr_scale=a.mapping_lr_scale,
                         seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         mapping_layers=a.mapping_layers or TrainOptions.mapping_layers,
                         augment=tuple(a.augment))

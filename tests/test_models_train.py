@@ -251,6 +251,39 @@ def test_lr_option_sets_both_optimisers_and_wins_over_a_resumed_state(tmp_path):
     assert g1 == pytest.approx(0.001) and d1 / g1 == pytest.approx(d0 / g0)
 
 
+def test_mapping_lr_scale_gives_the_mapping_its_own_rate_through_a_resume(tmp_path):
+    data = _image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    common = ["--data", str(data), "--batch", "4", "--no-bf16", "--holdout", "0", "--channel-base", "256",
+              "--channel-max", "16", "--z-dim", "16", "--mapping-lr-scale", "10", "--out", str(out),
+              "--export", str(out / "m.safetensors")]
+
+    def mapping_and_rest():
+        groups = torch.load(out / "state.pt", weights_only=True)["opt_G"]["param_groups"]
+        return [(len(g["params"]), g["lr"]) for g in groups]
+
+    assert main(common + ["--kimg", "0.004", "--lr", "0.001"]) == 0
+    n_mapping = len(list(models.load_model(out / "m.safetensors").G.mapping.parameters()))
+    (n0, lr0), (_, lr1) = mapping_and_rest()
+    assert n0 == n_mapping and lr0 == pytest.approx(0.01) and lr1 == pytest.approx(0.001)
+    assert "mapping lr x10" in json.loads((out / "m.json").read_text())["provenance"]
+    # A resume reapplies the scale to this run's --lr instead of keeping one rate for every group.
+    assert main(common + ["--kimg", "0.008", "--lr", "0.0005", "--resume", str(out / "state.pt")]) == 0
+    assert [lr for _, lr in mapping_and_rest()] == pytest.approx([0.005, 0.0005])
+    with pytest.raises(SystemExit):
+        main(common + ["--kimg", "0.004", "--arch", "dcgan"])
+
+
+def test_mapping_lr_scale_moves_the_mapping_faster_than_the_default():
+    moved = []
+    for scale in (1.0, 10.0):
+        t = tiny_trainer(mapping_lr_scale=scale, pl_weight=0.0)
+        before = [p.detach().clone() for p in t.G.mapping.parameters()]
+        t.step()
+        moved.append(sum(float((p - b).abs().sum()) for p, b in zip(t.G.mapping.parameters(), before)))
+    assert moved[1] > 5 * moved[0] > 0
+
+
 def test_sample_batch_draws_whole_images_some_flipped():
     images = torch.arange(6 * 3 * 4 * 4, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(6, 3, 4, 4)
     x = sample_batch(images, 64, xflip=True, gen=torch.Generator().manual_seed(0), device=torch.device("cpu"))
