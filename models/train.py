@@ -190,9 +190,15 @@ def stylegan2_adam(params, lr: float, *, reg_interval: int = 0) -> torch.optim.A
     rate and beta2 are corrected by r = interval / (interval + 1), as in the official code."""
     r = reg_interval / (reg_interval + 1) if reg_interval else 1.0
     opt = torch.optim.Adam(params, lr=lr * r, betas=(0.0, 0.99 ** r), eps=1e-8)
-    for group in opt.param_groups:
-        group["lr"] = lr * r * group.get("lr_scale", 1.0)
+    reset_group_rates(opt)
     return opt
+
+
+def reset_group_rates(opt: torch.optim.Optimizer) -> None:
+    """Set each param group's rate to the one the optimiser was built with (its `defaults`, which loading a state
+    does not touch) times the group's own `lr_scale` (1 when absent)."""
+    for group in opt.param_groups:
+        group["lr"] = opt.defaults["lr"] * group.get("lr_scale", 1.0)
 
 
 def generator_param_groups(G: torch.nn.Module, mapping_lr_scale: float) -> list[dict]:
@@ -273,11 +279,9 @@ class Trainer:
                 continue
             c.net.load_state_dict(s[c.key])
             c.opt.load_state_dict(s[f"opt_{c.key}"])
-        # The saved param groups carry the old run's learning rates; this run's options (e.g. --lr) win. An
-        # optimiser's `defaults` keep the rate it was built with (loading a state does not touch them).
+        # The saved param groups carry the old run's learning rates; this run's options (e.g. --lr) win.
         for opt in (self.opt_G, self.opt_D, *(c.opt for c in self.critics)):
-            for group in opt.param_groups:
-                group["lr"] = opt.defaults["lr"] * group.get("lr_scale", 1.0)
+            reset_group_rates(opt)
         self.nimg, self.step_idx = int(s["nimg"]), int(s["step"])
         self.pl_mean = s["pl_mean"].to(self.device)
         self.gen.set_state(s["rng"])
