@@ -10,7 +10,8 @@ clean original.
 peak RSS; rows gain the untuned result before the tuned one. figures.json keeps each image's scores, and
 `--baseline` (an earlier run's figures.json, or its folder) reads the new run against it photo by photo: mean
 PSNR difference ± its standard error and how many photos got better, because two checkpoints' means over a few
-dozen photos differ by less than the photos' own spread.
+dozen photos differ by less than the photos' own spread. Inpaint runs also score the hole alone ('psnr_hole'),
+and their `--baseline` comparison is made there.
 (It lives in `engine` because it runs the engine; `models` must not import `engine`.)
 """
 from __future__ import annotations
@@ -97,6 +98,9 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
         ps.append(psnr(target, result))
         ss.append(ssim(target, result))
         per_image[f.name] = {"psnr": ps[-1], "ssim": ss[-1]}
+        if fill is not None and task == "inpaint":
+            # The known pixels are the user's own, so the whole frame's PSNR dilutes what the fill got right.
+            per_image[f.name]["psnr_hole"] = psnr(target, result, fill)
         log.info("%s: PSNR %.2f dB  SSIM %.3f  %.1f s", f.name, ps[-1], ss[-1], secs[-1])
     figures = {"images": len(files), "task": task, "perceptual": cfg.perceptual if cfg.weights.perceptual > 0
                else "none", "steps": cfg.steps, "latent_space": cfg.latent_space,
@@ -104,6 +108,9 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
                "ssim_mean": statistics.fmean(ss), "ssim_median": statistics.median(ss),
                "seconds_mean": statistics.fmean(secs),
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "per_image": per_image}
+    holes = [s["psnr_hole"] for s in per_image.values() if "psnr_hole" in s]
+    if holes:
+        figures.update(psnr_hole_mean=statistics.fmean(holes), psnr_hole_median=statistics.median(holes))
     if tuned:
         figures.update(tune_steps=cfg.tuning.steps, tune_lr=cfg.tuning.lr, tune_locality=cfg.tuning.locality,
                        untuned_psnr_mean=statistics.fmean(ps0), untuned_psnr_median=statistics.median(ps0),
@@ -125,22 +132,24 @@ def paired_comparison(scores: dict[str, float], baseline: dict[str, float]) -> d
             "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs)}
 
 
-def psnr_by_image(figures: dict) -> dict[str, float]:
-    """{name: dB} from a run's figures (KeyError when they hold no per-image scores)."""
-    return {name: s["psnr"] for name, s in figures["per_image"].items()}
+def psnr_by_image(figures: dict, *, score: str = "psnr") -> dict[str, float]:
+    """{name: dB} of one per-image score ("psnr", or "psnr_hole" for inpaint runs) from a run's figures
+    (KeyError when they hold no such per-image scores)."""
+    return {name: s[score] for name, s in figures["per_image"].items()}
 
 
-def read_baseline(path: str | Path) -> dict[str, float]:
-    """Per-image PSNR of an earlier run's figures.json (the file or its folder) -> {name: dB}."""
+def read_baseline(path: str | Path, *, score: str = "psnr") -> dict[str, float]:
+    """Per-image `score` of an earlier run's figures.json (the file or its folder) -> {name: dB}."""
     path = Path(path)
     if path.is_dir():
         path = path / "figures.json"
     try:
-        return psnr_by_image(json.loads(path.read_text()))
+        return psnr_by_image(json.loads(path.read_text()), score=score)
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot read baseline {path}: {e}") from e
     except KeyError:
-        raise ValueError(f"baseline {path} has no per-image scores (written before they were kept)") from None
+        raise ValueError(f"baseline {path} has no per-image scores of {score!r} (written before they were kept, "
+                         "or by another task)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.task == "inpaint" and not a.mask:
         print("error: --task inpaint needs --mask", file=sys.stderr)
         return 2
+    # Inpaint runs are compared in the hole: the known pixels carry no news about the generator's fill.
+    score = "psnr_hole" if a.task == "inpaint" else "psnr"
     try:  # before the long run, so a wrong path fails at once
-        baseline = read_baseline(a.baseline) if a.baseline else None
+        baseline = read_baseline(a.baseline, score=score) if a.baseline else None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -187,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = None
     if baseline is not None:
         try:
-            figures["baseline"] = {"path": a.baseline, **paired_comparison(psnr_by_image(figures), baseline)}
+            figures["baseline"] = {"path": a.baseline, "score": score,
+                                   **paired_comparison(psnr_by_image(figures, score=score), baseline)}
         except ValueError as e:  # the run's own report is still written
             failed = f"error: {e} ({a.baseline})"
     out = Path(a.out)
@@ -201,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
           f"PSNR {figures['psnr_mean']:.2f} dB (median {figures['psnr_median']:.2f}), "
           f"SSIM {figures['ssim_mean']:.3f} (median {figures['ssim_median']:.3f}), "
           f"{figures['seconds_mean']:.1f} s per image, peak RSS {figures['peak_rss_mib']:.0f} MiB")
+    if "psnr_hole_mean" in figures:
+        print(f"  in the hole: PSNR {figures['psnr_hole_mean']:.2f} dB (median {figures['psnr_hole_median']:.2f})")
     if a.tune_steps > 0:
         print(f"  untuned (same runs at step {a.steps}): PSNR {figures['untuned_psnr_mean']:.2f} dB (median "
               f"{figures['untuned_psnr_median']:.2f}), SSIM {figures['untuned_ssim_mean']:.3f}; tuning {a.tune_steps} "
@@ -211,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if baseline is not None:
         b = figures["baseline"]
-        print(f"  against {a.baseline}, photo by photo: {b['mean_diff']:+.2f} ± {b['stderr']:.2f} dB (standard "
+        where = " in the hole" if score == "psnr_hole" else ""
+        print(f"  against {a.baseline}{where}, photo by photo: {b['mean_diff']:+.2f} ± {b['stderr']:.2f} dB (standard "
               f"error) over {b['images']} shared images, better on {b['better']}, worse on {b['worse']}")
     return 0
 

@@ -140,3 +140,33 @@ def test_evaluate_cli_compares_with_a_baseline_run(tmp_path, monkeypatch, capsys
     assert evaluate_main(args + ["--baseline", str(tmp_path / "other.json"), "--out", str(tmp_path / "fourth")]) == 2
     assert "share no image names" in capsys.readouterr().err
     assert "per_image" in json.loads((tmp_path / "fourth" / "figures.json").read_text())
+
+
+def test_evaluate_inpaint_scores_the_hole_and_compares_there(tmp_path, monkeypatch, capsys):
+    import json
+
+    import cv2
+    install_tiny_model(tmp_path, monkeypatch)
+    imgs = _flat_photos(tmp_path / "imgs", (30, 200))
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[8:16, 4:28] = 255  # white = hole
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    args = ["tiny32", "--images", str(imgs), "--steps", "2", "--task", "inpaint", "--mask", str(tmp_path / "mask.png")]
+    assert evaluate_main(args + ["--out", str(tmp_path / "first")]) == 0
+    first = json.loads((tmp_path / "first" / "figures.json").read_text())
+    assert "in the hole" in capsys.readouterr().out
+    for s in first["per_image"].values():  # a flat photo's hole is scored apart from its known pixels
+        assert np.isfinite(s["psnr_hole"]) and s["psnr_hole"] != pytest.approx(s["psnr"], abs=1e-6)
+    assert first["psnr_hole_mean"] == pytest.approx(np.mean([s["psnr_hole"] for s in first["per_image"].values()]))
+    # a baseline 2 dB lower in the hole and 5 dB higher over the frame: an inpaint run must read the hole, +2 dB
+    shifted = {**first, "per_image": {k: {**v, "psnr_hole": v["psnr_hole"] - 2, "psnr": v["psnr"] + 5}
+                                      for k, v in first["per_image"].items()}}
+    (tmp_path / "base.json").write_text(json.dumps(shifted))
+    assert evaluate_main(args + ["--baseline", str(tmp_path / "base.json"), "--out", str(tmp_path / "second")]) == 0
+    b = json.loads((tmp_path / "second" / "figures.json").read_text())["baseline"]
+    assert b["score"] == "psnr_hole" and b["mean_diff"] == pytest.approx(2.0, abs=1e-3) and b["better"] == 2
+    # a reconstruction run's figures hold no hole scores: refused as an inpaint baseline before the run
+    assert evaluate_main(["tiny32", "--images", str(imgs), "--steps", "2", "--out", str(tmp_path / "rec")]) == 0
+    capsys.readouterr()
+    assert evaluate_main(args + ["--baseline", str(tmp_path / "rec"), "--out", str(tmp_path / "third")]) == 2
+    assert "psnr_hole" in capsys.readouterr().err and not (tmp_path / "third").exists()
