@@ -50,6 +50,18 @@ def load_square(path: str | Path, resolution: int) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
+def sharpness(images: torch.Tensor) -> np.ndarray:
+    """Variance of the Laplacian of each image's grey level, uint8 `[N, 3, R, R]` RGB -> float `[N]`; low =
+    blurred (a flat image scores 0)."""
+    import cv2  # only the trainer's blur filter needs it
+
+    out = np.empty(len(images))
+    for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        grey = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+        out[i] = cv2.Laplacian(grey, cv2.CV_64F).var()
+    return out
+
+
 def load_images(files: list[Path], resolution: int) -> torch.Tensor:
     """Decode files -> uint8 tensor `[N, 3, R, R]`."""
     arr = np.stack([load_square(p, resolution) for p in files])

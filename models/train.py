@@ -27,7 +27,7 @@ from PIL import Image
 from .augment import POLICIES, diff_augment
 from .component_d import ComponentDiscriminator
 from .config import ModelConfig, build_discriminator, build_generator, dcgan_config, small_stylegan2_config
-from .dataset import load_images, split_files
+from .dataset import load_images, sharpness, split_files
 from .feature_d import build_feature_discriminator
 from .native import load_native, save_model
 from .widen import widen_discriminator, widen_generator
@@ -64,6 +64,10 @@ class TrainOptions:
     xflip: bool = True
     bf16: bool = True
     holdout_fraction: float = 0.02
+    # Training photos whose sharpness (`models.dataset.sharpness` at the training resolution) is under this are
+    # left out (0: none). UTKFace's blurred photos are most of what blind raters call broken in the data itself,
+    # and G copies their share (models/TRAINING.md); the held-out photos are never filtered.
+    min_sharpness: float = 0.0
     seed: int = 0
     channel_base: int = 2048
     channel_max: int = 256
@@ -426,9 +430,12 @@ def export(trainer: Trainer, path: Path, *, licence: str, provenance: str, name:
     return save_model(path, config, G, copy.deepcopy(trainer.D).cpu().eval(), dtype=dtype)
 
 
-def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nimg: int) -> str:
+def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nimg: int, n_blurred: int = 0) -> str:
     """Provenance of one training run: its data, how far it got and the options that shape the weights."""
-    where = f"trained by models.train on {data} ({n_train} images, {n_held} held out by name hash) to {nimg:,} images"
+    blurred = (f", the {n_blurred} with sharpness (variance of the Laplacian at {opts.resolution} px) under "
+               f"{opts.min_sharpness:g} left out" if n_blurred else "")
+    where = (f"trained by models.train on {data} ({n_train} images{blurred}, {n_held} held out by name hash) to "
+             f"{nimg:,} images")
     precision = "bf16" if opts.bf16 else "fp32"
     augment = "+".join(opts.augment) if opts.augment else "none"
     if opts.arch == "dcgan":
@@ -497,6 +504,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mapping-layers", type=int, help="StyleGAN2 mapping network depth of a new network "
                    f"(default {TrainOptions.mapping_layers}; a resumed network keeps its own)")
     p.add_argument("--holdout", type=float, default=0.02, help="fraction of files held out (by name hash)")
+    p.add_argument("--min-sharpness", type=float, default=TrainOptions.min_sharpness,
+                   help="leave out training images whose variance of the Laplacian (grey, at the training "
+                   "resolution) is under this; 0 keeps all (faces: 222 leaves out UTKFace's blurriest 8.5%%)")
     p.add_argument("--snapshot-min", type=float, default=5.0, help="minutes between state/sample saves")
     p.add_argument("--export", help="also write a native model here at each snapshot (NAME.safetensors)")
     p.add_argument("--licence", default="unknown")
@@ -566,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
                         component_d_weight=a.component_d_weight, mapping_lr_scale=a.mapping_lr_scale,
                         seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         mapping_layers=a.mapping_layers or TrainOptions.mapping_layers,
-                        augment=tuple(a.augment))
+                        augment=tuple(a.augment), min_sharpness=a.min_sharpness)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(out / "log.txt")
@@ -576,6 +586,15 @@ def main(argv: list[str] | None = None) -> int:
     train_files, held = split_files(a.data, holdout_fraction=opts.holdout_fraction)
     (out / "heldout.txt").write_text("\n".join(p.name for p in held) + "\n")
     images = load_images(train_files, opts.resolution)
+    n_blurred = 0
+    if opts.min_sharpness > 0:
+        keep = torch.from_numpy(sharpness(images) >= opts.min_sharpness)
+        n_blurred = int((~keep).sum())
+        if n_blurred == len(images):
+            raise SystemExit(f"error: every training image has sharpness under {opts.min_sharpness:g}")
+        images = images[keep]
+        log.info("left out %d of %d training images with sharpness under %g", n_blurred, len(keep),
+                 opts.min_sharpness)
     config = make_config(opts, data_name=a.data)
     if a.resume:
         s = torch.load(a.resume, map_location=device, weights_only=True)
@@ -604,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     def provenance() -> str:
         segment = run_segment(opts, data=Path(a.data).name, n_train=len(train_files), n_held=len(held),
-                              nimg=trainer.nimg)
+                              nimg=trainer.nimg, n_blurred=n_blurred)
         # A run continued from a shipped model keeps that model's history, on --resume too.
         return f"{trainer.config.provenance}; then {segment}" if trainer.config.provenance else segment
 

@@ -308,3 +308,35 @@ def test_a_non_finite_loss_stops_the_run_without_saving(tmp_path, monkeypatch):
                  "--channel-max", "16", "--z-dim", "16", "--kimg", "0.008", "--out", str(out),
                  "--export", str(out / "m.safetensors")]) == 1
     assert not (out / "state.pt").exists() and not (out / "m.safetensors").exists()
+
+
+def test_sharpness_ranks_a_blurred_image_below_its_sharp_original():
+    from models.dataset import sharpness
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    import cv2
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 2.0)
+    flat = np.full((64, 64, 3), 90, np.uint8)
+    s = sharpness(torch.from_numpy(np.stack([sharp, blurred, flat])).permute(0, 3, 1, 2))
+    assert s.shape == (3,) and s[0] > 10 * s[1] > 0 and s[2] == 0
+
+
+def test_min_sharpness_leaves_out_blurred_training_images_and_says_so(tmp_path, caplog):
+    import logging
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):  # noise: sharp
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(data / f"s{i}.png")
+    for i in range(3):  # flat: sharpness 0
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(data / f"f{i}.png")
+    args = ["--data", str(data), "--arch", "dcgan", "--kimg", "0.004", "--batch", "4", "--out", str(tmp_path / "run"),
+            "--export", str(tmp_path / "m.safetensors"), "--no-bf16", "--holdout", "0", "--min-sharpness", "1"]
+    with caplog.at_level(logging.INFO, logger="models.train"):
+        assert main(args) == 0
+    assert "left out 3 of 9 training images with sharpness under 1" in caplog.text
+    prov = models.load_model(tmp_path / "m.safetensors").config.provenance
+    assert "(9 images, the 3 with sharpness (variance of the Laplacian at 64 px) under 1 left out" in prov
+    # a threshold no image reaches is refused, not trained on nothing
+    with pytest.raises(SystemExit, match="every training image"):
+        main(args[:-1] + ["1e9"])
