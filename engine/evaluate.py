@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     write_png(out / name, np.concatenate(rows, axis=0))
     (out / "figures.json").write_text(json.dumps(figures, indent=2))
     print(f"{model.config.name}: {figures['images']} held-out images, {a.task}, perceptual {figures['perceptual']}, "
-          f"w+ {figures['steps']} steps: "
+          f"{figures['latent_space']} {figures['steps']} steps: "
           f"PSNR {figures['psnr_mean']:.2f} dB (median {figures['psnr_median']:.2f}), "
           f"SSIM {figures['ssim_mean']:.3f} (median {figures['ssim_median']:.3f}), "
           f"{figures['seconds_mean']:.1f} s per image, peak RSS {figures['peak_rss_mib']:.0f} MiB")

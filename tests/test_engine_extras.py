@@ -154,7 +154,9 @@ def test_evaluate_inpaint_scores_the_hole_and_compares_there(tmp_path, monkeypat
     args = ["tiny32", "--images", str(imgs), "--steps", "2", "--task", "inpaint", "--mask", str(tmp_path / "mask.png")]
     assert evaluate_main(args + ["--out", str(tmp_path / "first")]) == 0
     first = json.loads((tmp_path / "first" / "figures.json").read_text())
-    assert "in the hole" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert first["latent_space"] == "w"  # inpaint searches W by default, so a hard-coded "w+" in the report shows
+    assert "in the hole" in out and "w 2 steps" in out and "w+ 2 steps" not in out
     for s in first["per_image"].values():  # a flat photo's hole is scored apart from its known pixels
         assert np.isfinite(s["psnr_hole"]) and s["psnr_hole"] != pytest.approx(s["psnr"], abs=1e-6)
     assert first["psnr_hole_mean"] == pytest.approx(np.mean([s["psnr_hole"] for s in first["per_image"].values()]))
