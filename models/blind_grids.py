@@ -24,10 +24,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .dataset import load_square, split_files
+from .evaluate_samples import generate_uint8
 from .loader import load_model
 
 CELLS = 64  # an 8x8 grid
@@ -44,21 +44,16 @@ For each grid, list the BROKEN cells by this standard:
 """
 
 
-@torch.inference_mode()
-def psi1_samples(G: torch.nn.Module, n: int, *, seed: int) -> np.ndarray:
-    """n samples G(z) at psi 1 with constant noise (as the README's grids) -> `[n, R, R, 3]` uint8 RGB."""
-    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
-    out = []
-    for i in range(n):  # one at a time, so a sample does not depend on the batch it was drawn in
-        img = G(z[i:i + 1], truncation_psi=1.0, noise_mode="const").float().clamp(-1, 1)
-        out.append(((img[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy())
-    return np.stack(out)
-
-
 def shares(num_sources: int, grids: int) -> list[list[int]]:
     """How many cells of each grid each source gets: equal shares, the remainder rotated so totals stay even."""
     base, extra = divmod(CELLS, num_sources)
     return [[base + ((s - g) % num_sources < extra) for s in range(num_sources)] for g in range(grids)]
+
+
+def key_path(out: str | Path) -> Path:
+    """Where `make_grids` writes the key of the grids in `out`: beside that folder, out of a rater's reach."""
+    out = Path(out)
+    return out.parent / f"{out.name}_key.json"
 
 
 def make_grids(models: list[str], real_dir: str | Path, *, grids: int, out: str | Path, seed: int = 0,
@@ -75,7 +70,7 @@ def make_grids(models: list[str], real_dir: str | Path, *, grids: int, out: str 
     pools: list[tuple[str, list]] = []
     for s, name in enumerate(models):
         G = load_model(name).G.float()
-        imgs = psi1_samples(G, need[s], seed=seed * 1000 + s)
+        imgs = generate_uint8(G, need[s], seed=seed * 1000 + s, noise_mode="const")
         if imgs.shape[1:] != (64, 64, 3):
             raise ValueError(f"{name}: the grids are for 64 px models, got {imgs.shape[1]} px")
         pools.append((str(name), [(i, imgs[i]) for i in range(need[s])]))
@@ -97,7 +92,7 @@ def make_grids(models: list[str], real_dir: str | Path, *, grids: int, out: str 
         Image.fromarray(grid).save(out / f"grid_{letter}.png")
         key[letter] = [[c[0], c[1] if isinstance(c[1], str) else int(c[1])] for c in cells]
     (out / "STANDARD.txt").write_text(STANDARD)
-    (out.parent / f"{out.name}_key.json").write_text(json.dumps(key, indent=1))
+    key_path(out).write_text(json.dumps(key, indent=1))
     return key
 
 
@@ -142,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(f"{len(key)} grids in {a.out}, rater's standard in {Path(a.out) / 'STANDARD.txt'}; key (keep it from "
-              f"raters): {Path(a.out).parent / (Path(a.out).name + '_key.json')}")
+              f"raters): {key_path(a.out)}")
         return 0
     try:
         result = tally(json.loads(Path(a.key).read_text()), json.loads(Path(a.ratings).read_text()))

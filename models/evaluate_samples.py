@@ -31,8 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @torch.inference_mode()
-def generate_uint8(G: torch.nn.Module, n: int, *, seed: int = 0, batch: int = 50) -> np.ndarray:
-    """n samples of G(z) (psi 1, random noise, fixed seed) -> `[n, R, R, 3]` uint8 RGB."""
+def generate_uint8(G: torch.nn.Module, n: int, *, seed: int = 0, batch: int = 50,
+                   noise_mode: str = "random") -> np.ndarray:
+    """n samples of G(z) (psi 1, fixed seed; `noise_mode` "const" draws as the README's grids do) -> `[n, R, R, 3]`
+    uint8 RGB."""
     gen = torch.Generator().manual_seed(seed)
     device = next(G.parameters()).device
     out = []
@@ -41,7 +43,7 @@ def generate_uint8(G: torch.nn.Module, n: int, *, seed: int = 0, batch: int = 50
         torch.manual_seed(seed)
         for i in range(0, n, batch):
             z = torch.randn(min(batch, n - i), G.z_dim, generator=gen).to(device)
-            img = G(z, noise_mode="random").float().clamp(-1, 1)
+            img = G(z, noise_mode=noise_mode).float().clamp(-1, 1)
             out.append(((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
 
