@@ -86,6 +86,9 @@ class TrainOptions:
     # so late in a run it barely moves (face64: 0.27% of w's spread in 111k images); at 100 it moved 21%, and the
     # broken sample layouts stayed (models/TRAINING.md).
     mapping_lr_scale: float = 1.0
+    # Thousands of images, ending at `kimg`, over which G's and D's rates fall to 0 on a half cosine (0: constant
+    # rate, as StyleGAN2 trains). For settling a run that has stopped improving at its rate.
+    lr_rampdown_kimg: float = 0.0
 
 
 # Radford et al.'s DCGAN rate (Adam beta1 0.5); --lr and the R1/path-length options are StyleGAN2's only.
@@ -199,11 +202,21 @@ def stylegan2_adam(params, lr: float, *, reg_interval: int = 0) -> torch.optim.A
     return opt
 
 
-def reset_group_rates(opt: torch.optim.Optimizer) -> None:
+def reset_group_rates(opt: torch.optim.Optimizer, *, factor: float = 1.0) -> None:
     """Set each param group's rate to the one the optimiser was built with (its `defaults`, which loading a state
-    does not touch) times the group's own `lr_scale` (1 when absent)."""
+    does not touch) times the group's own `lr_scale` (1 when absent) times `factor`."""
     for group in opt.param_groups:
-        group["lr"] = opt.defaults["lr"] * group.get("lr_scale", 1.0)
+        group["lr"] = opt.defaults["lr"] * group.get("lr_scale", 1.0) * factor
+
+
+def lr_factor(nimg: int, *, kimg: float, rampdown_kimg: float) -> float:
+    """The rate's multiplier after `nimg` images: 1 until `rampdown_kimg` thousand images before `kimg`, then a half
+    cosine down to 0 at `kimg` (always 1 when `rampdown_kimg` is 0)."""
+    if rampdown_kimg <= 0:
+        return 1.0
+    t = (nimg - (kimg - rampdown_kimg) * 1000) / (rampdown_kimg * 1000)
+    t = min(max(t, 0.0), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def generator_param_groups(G: torch.nn.Module, mapping_lr_scale: float) -> list[dict]:
@@ -298,6 +311,10 @@ class Trainer:
     def step(self) -> dict[str, torch.Tensor]:
         """One G and one D update -> losses as 0-dim tensors on the device (reading one waits for the device)."""
         o, dev = self.opts, self.device
+        if o.lr_rampdown_kimg > 0 and o.arch == "stylegan2":
+            f = lr_factor(self.nimg, kimg=o.kimg, rampdown_kimg=o.lr_rampdown_kimg)
+            for opt in (self.opt_G, self.opt_D, *(c.opt for c in self.critics)):
+                reset_group_rates(opt, factor=f)
         n = o.batch
         real = sample_batch(self.images, n, xflip=o.xflip, gen=self.gen, device=dev)
         mixing = o.style_mixing if o.arch == "stylegan2" else 0.0
@@ -449,6 +466,8 @@ def run_segment(opts: TrainOptions, *, data: str, n_train: int, n_held: int, nim
             + (f", eye and mouth component discriminators weight {opts.component_d_weight:g}"
                if opts.component_d_weight else "")
             + (f", mapping lr x{opts.mapping_lr_scale:g}" if opts.mapping_lr_scale != 1.0 else "")
+            + (f", rate down to 0 on a half cosine over the last {opts.lr_rampdown_kimg:g} kimg"
+               if opts.lr_rampdown_kimg else "")
             + ")")
 
 
@@ -483,6 +502,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-bf16", action="store_true", help="same as --precision fp32")
     p.add_argument("--lr", type=float, default=TrainOptions.g_lr, help="StyleGAN2 G and D learning rate "
                    "(also on --resume, replacing the saved one)")
+    p.add_argument("--lr-rampdown-kimg", type=float, default=TrainOptions.lr_rampdown_kimg,
+                   help="StyleGAN2: over this many thousand images ending at --kimg, lower G's and D's rates to 0 "
+                   "on a half cosine (0: constant rate)")
     p.add_argument("--r1-gamma", type=float, default=0.1)
     p.add_argument("--ema-kimg", type=float, default=TrainOptions.ema_kimg,
                    help="G_ema half-life in thousands of images (capped early in a run by the 5%% ramp-up)")
@@ -535,6 +557,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--mapping-lr-scale scales a StyleGAN2 mapping network's rate; DCGAN has none")
     if a.mapping_lr_scale <= 0:
         p.error("--mapping-lr-scale must be positive")
+    if a.lr_rampdown_kimg != 0 and a.arch != "stylegan2":
+        p.error("--lr-rampdown-kimg lowers StyleGAN2's rates; DCGAN trains at a fixed one")
+    if a.lr_rampdown_kimg < 0:
+        p.error("--lr-rampdown-kimg must be 0 or more")
     return a
 
 
@@ -575,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
                         r1_gamma=a.r1_gamma, pl_weight=a.pl_weight, ema_kimg=a.ema_kimg, holdout_fraction=a.holdout,
                         style_mixing=a.style_mixing, feature_d_weight=a.feature_d_weight,
                         component_d_weight=a.component_d_weight, mapping_lr_scale=a.mapping_lr_scale,
+                        lr_rampdown_kimg=a.lr_rampdown_kimg,
                         seed=a.seed, channel_base=a.channel_base, channel_max=a.channel_max, z_dim=a.z_dim,
                         mapping_layers=a.mapping_layers or TrainOptions.mapping_layers,
                         augment=tuple(a.augment), min_sharpness=a.min_sharpness)

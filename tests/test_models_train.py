@@ -11,7 +11,7 @@ import models
 from models.augment import diff_augment
 from models.dataset import is_held_out, split_files
 from models.native import load_native
-from models.train import Trainer, TrainOptions, export, main, run_segment, sample_batch
+from models.train import Trainer, TrainOptions, export, lr_factor, main, run_segment, sample_batch
 from tests.tiny import tiny_trainer
 
 
@@ -282,6 +282,27 @@ def test_mapping_lr_scale_moves_the_mapping_faster_than_the_default():
         t.step()
         moved.append(sum(float((p - b).abs().sum()) for p, b in zip(t.G.mapping.parameters(), before)))
     assert moved[1] > 5 * moved[0] > 0
+
+
+def test_lr_factor_holds_then_falls_on_a_half_cosine_to_zero_at_kimg():
+    f = [lr_factor(n, kimg=10, rampdown_kimg=4) for n in (0, 5999, 6000, 8000, 10000, 12000)]
+    assert f == pytest.approx([1, 1, 1, 0.5, 0, 0])
+    assert lr_factor(9000, kimg=10, rampdown_kimg=0) == 1.0
+
+
+def test_lr_rampdown_lowers_both_rates_as_the_run_nears_its_end():
+    t = tiny_trainer(lr_rampdown_kimg=8, kimg=12, pl_weight=0.0)
+    g0, d0 = t.opt_G.param_groups[0]["lr"], t.opt_D.param_groups[0]["lr"]
+    t.nimg = 8000  # half way down
+    t.step()
+    assert t.opt_G.param_groups[0]["lr"] == pytest.approx(g0 / 2)
+    assert t.opt_D.param_groups[0]["lr"] == pytest.approx(d0 / 2)
+    t.nimg = 12000  # at kimg the rate is 0, so the weights stay where they are
+    before = [p.detach().clone() for p in t.G.parameters()]
+    t.step()
+    assert all(torch.equal(p, b) for p, b in zip(t.G.parameters(), before))
+    with pytest.raises(SystemExit):
+        main(["--data", "x", "--out", "y", "--lr-rampdown-kimg", "-1"])
 
 
 def test_sample_batch_draws_whole_images_some_flipped():
