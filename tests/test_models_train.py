@@ -1,7 +1,9 @@
 """Training pipeline: a few real steps of each architecture, resume state, export, CLI."""
 import dataclasses
 import json
+import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from PIL import Image
 
 import models
 from models.augment import diff_augment
-from models.dataset import is_held_out, split_files
+from models.dataset import is_held_out, sharpness, split_files
 from models.native import load_native
 from models.train import Trainer, TrainOptions, export, lr_factor, main, run_segment, sample_batch
 from tests.tiny import tiny_trainer
@@ -332,10 +334,8 @@ def test_a_non_finite_loss_stops_the_run_without_saving(tmp_path, monkeypatch):
 
 
 def test_sharpness_ranks_a_blurred_image_below_its_sharp_original():
-    from models.dataset import sharpness
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    import cv2
     blurred = cv2.GaussianBlur(sharp, (0, 0), 2.0)
     flat = np.full((64, 64, 3), 90, np.uint8)
     s = sharpness(torch.from_numpy(np.stack([sharp, blurred, flat])).permute(0, 3, 1, 2))
@@ -343,7 +343,6 @@ def test_sharpness_ranks_a_blurred_image_below_its_sharp_original():
 
 
 def test_min_sharpness_leaves_out_blurred_training_images_and_says_so(tmp_path, caplog):
-    import logging
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(1)
