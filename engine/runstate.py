@@ -15,6 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.pixels import from_uint8
+from models.pixels import to_uint8 as pixels_to_uint8
+
 from . import losses as L
 from .model import EngineModel
 from .operators import OperatorChain, build_chain
@@ -29,14 +32,14 @@ ADAM_EPS = 1e-8
 
 def to_tensor(rgb: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """uint8 `[H, W, 3]` RGB -> float `[1, 3, H, W]` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return from_uint8(torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float `[1, 3, H, W]` (or `[3, H, W]`) in [-1, 1] -> uint8 `[H, W, 3]` RGB."""
     if x.ndim == 4:
         x = x[0]
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return pixels_to_uint8(x).permute(1, 2, 0).cpu().numpy()
 
 
 def validate_request(model: EngineModel, request: InversionRequest) -> None:

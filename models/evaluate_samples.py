@@ -24,6 +24,7 @@ import torch
 from .catalogue import sha256_of
 from .dataset import list_images, load_square
 from .loader import load_model, models_dir
+from .pixels import to_uint8
 from .sample_quality import EXTRACTORS, FeatureFn, frechet_distance, kernel_inception_distance
 
 log = logging.getLogger("models.evaluate_samples")
@@ -43,8 +44,7 @@ def generate_uint8(G: torch.nn.Module, n: int, *, seed: int = 0, batch: int = 50
         torch.manual_seed(seed)
         for i in range(0, n, batch):
             z = torch.randn(min(batch, n - i), G.z_dim, generator=gen).to(device)
-            img = G(z, noise_mode=noise_mode).float().clamp(-1, 1)
-            out.append(((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+            out.append(to_uint8(G(z, noise_mode=noise_mode)).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
 
 

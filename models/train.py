@@ -30,6 +30,7 @@ from .config import ModelConfig, build_discriminator, build_generator, dcgan_con
 from .dataset import load_images, sharpness, split_files
 from .feature_d import build_feature_discriminator
 from .native import load_native, save_model
+from .pixels import from_uint8, to_uint8
 from .widen import widen_discriminator, widen_generator
 
 log = logging.getLogger("models.train")
@@ -159,7 +160,7 @@ def sample_batch(images: torch.Tensor, batch: int, *, xflip: bool, gen: torch.Ge
     if device.type == "cuda":
         # A pageable copy waits for the GPU to drain; a pinned one is queued behind the step before it.
         x = x.pin_memory()
-    return x.to(device, non_blocking=True).float() / 127.5 - 1
+    return from_uint8(x.to(device, non_blocking=True))
 
 
 def generate(G: torch.nn.Module, z: torch.Tensor, *, style_mixing: float) -> torch.Tensor:
@@ -187,7 +188,7 @@ def save_grid(G: torch.nn.Module, path: Path, *, seed: int = 0, n: int = 8, devi
     z = torch.randn(n * n, G.z_dim, generator=gen).to(device)
     with torch.no_grad():
         imgs = torch.cat([G(z[i:i + 16], noise_mode="const") for i in range(0, n * n, 16)])
-    imgs = ((imgs.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    imgs = to_uint8(imgs).cpu()
     r = imgs.shape[-1]
     grid = imgs.reshape(n, n, 3, r, r).permute(0, 3, 1, 4, 2).reshape(n * r, n * r, 3).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
