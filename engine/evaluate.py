@@ -11,7 +11,8 @@ peak RSS; rows gain the untuned result before the tuned one. figures.json keeps 
 `--baseline` (an earlier run's figures.json, or its folder) reads the new run against it photo by photo: mean
 PSNR difference ± its standard error and how many photos got better, because two checkpoints' means over a few
 dozen photos differ by less than the photos' own spread. Inpaint runs also score the hole alone ('psnr_hole'),
-and their `--baseline` comparison is made there.
+and their `--baseline` comparison is made there; colorize runs also score the colour error ('chroma_rms': the
+result's colour on the photo's own luminance, as the app shows it; lower is better), and compare there.
 (It lives in `engine` because it runs the engine; `models` must not import `engine`.)
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .imageio import fit_mask, fit_square, read_rgb
 from .inversion import run, to_uint8
 from .metrics import psnr, ssim
 from .model import EngineModel, prepare
+from .photo import chroma, from_luma_chroma, luma
 from .tasks import default_config, project_target, request_for_task
 from .types import PERCEPTUALS, InversionConfig, InversionRequest, LossWeights, TuningConfig
 
@@ -101,6 +103,8 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
         if fill is not None and task == "inpaint":
             # The known pixels are the user's own, so the whole frame's PSNR dilutes what the fill got right.
             per_image[f.name]["psnr_hole"] = psnr(target, result, fill)
+        if task == "colorize":
+            per_image[f.name]["chroma_rms"] = colour_error(target, result)
         log.info("%s: PSNR %.2f dB  SSIM %.3f  %.1f s", f.name, ps[-1], ss[-1], secs[-1])
     figures = {"images": len(files), "task": task, "perceptual": cfg.perceptual if cfg.weights.perceptual > 0
                else "none", "steps": cfg.steps, "latent_space": cfg.latent_space,
@@ -111,6 +115,9 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
     holes = [s["psnr_hole"] for s in per_image.values() if "psnr_hole" in s]
     if holes:
         figures.update(psnr_hole_mean=statistics.fmean(holes), psnr_hole_median=statistics.median(holes))
+    colour = [s["chroma_rms"] for s in per_image.values() if "chroma_rms" in s]
+    if colour:
+        figures.update(chroma_rms_mean=statistics.fmean(colour), chroma_rms_median=statistics.median(colour))
     if tuned:
         figures.update(tune_steps=cfg.tuning.steps, tune_lr=cfg.tuning.lr, tune_locality=cfg.tuning.locality,
                        untuned_psnr_mean=statistics.fmean(ps0), untuned_psnr_median=statistics.median(ps0),
@@ -120,26 +127,36 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
     return figures, rows
 
 
-def paired_comparison(scores: dict[str, float], baseline: dict[str, float]) -> dict:
+def colour_error(target: np.ndarray, result: np.ndarray) -> float:
+    """RMS of the (Cb, Cr) error, 0..255 scale, of a colorize result shown as the app shows it: the result's
+    colour on the target's own luminance (`photo.from_luma_chroma`), so only the colour a user sees is scored."""
+    shown = from_luma_chroma(luma(target), chroma(result))
+    return float(np.sqrt(((chroma(shown) - chroma(target)) ** 2).mean()))
+
+
+def paired_comparison(scores: dict[str, float], baseline: dict[str, float], *,
+                      lower_is_better: bool = False) -> dict:
     """Photo-by-photo difference `scores - baseline` over the names both hold -> {images, mean_diff, stderr,
-    better, worse}; stderr is the standard error of the mean difference (0 for a single photo)."""
+    better, worse}; stderr is the standard error of the mean difference (0 for a single photo); `better` counts
+    rises, or falls when `lower_is_better` (an error such as chroma RMS)."""
     names = sorted(scores.keys() & baseline.keys())
     if not names:
         raise ValueError("the run and its baseline share no image names")
     diffs = [scores[n] - baseline[n] for n in names]
     stderr = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
     return {"images": len(diffs), "mean_diff": statistics.fmean(diffs), "stderr": stderr,
-            "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs)}
+            "better": sum(d < 0 if lower_is_better else d > 0 for d in diffs),
+            "worse": sum(d > 0 if lower_is_better else d < 0 for d in diffs)}
 
 
 def psnr_by_image(figures: dict, *, score: str = "psnr") -> dict[str, float]:
-    """{name: dB} of one per-image score ("psnr", or "psnr_hole" for inpaint runs) from a run's figures
-    (KeyError when they hold no such per-image scores)."""
+    """{name: value} of one per-image score ("psnr", "psnr_hole" for inpaint runs, "chroma_rms" for colorize)
+    from a run's figures (KeyError when they hold no such per-image scores)."""
     return {name: s[score] for name, s in figures["per_image"].items()}
 
 
 def read_baseline(path: str | Path, *, score: str = "psnr") -> dict[str, float]:
-    """Per-image `score` of an earlier run's figures.json (the file or its folder) -> {name: dB}."""
+    """Per-image `score` of an earlier run's figures.json (the file or its folder) -> {name: value}."""
     path = Path(path)
     if path.is_dir():
         path = path / "figures.json"
@@ -182,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.task == "inpaint" and not a.mask:
         print("error: --task inpaint needs --mask", file=sys.stderr)
         return 2
-    # Inpaint runs are compared in the hole: the known pixels carry no news about the generator's fill.
-    score = "psnr_hole" if a.task == "inpaint" else "psnr"
+    # Inpaint runs are compared in the hole: the known pixels carry no news about the generator's fill; colorize
+    # runs on the colour error, as the luminance is the user's own.
+    score = {"inpaint": "psnr_hole", "colorize": "chroma_rms"}.get(a.task, "psnr")
     try:  # before the long run, so a wrong path fails at once
         baseline = read_baseline(a.baseline, score=score) if a.baseline else None
     except ValueError as e:
@@ -199,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if baseline is not None:
         try:
             figures["baseline"] = {"path": a.baseline, "score": score,
-                                   **paired_comparison(psnr_by_image(figures, score=score), baseline)}
+                                   **paired_comparison(psnr_by_image(figures, score=score), baseline,
+                                                       lower_is_better=score == "chroma_rms")}
         except ValueError as e:  # the run's own report is still written
             failed = f"error: {e} ({a.baseline})"
     out = Path(a.out)
@@ -215,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{figures['seconds_mean']:.1f} s per image, peak RSS {figures['peak_rss_mib']:.0f} MiB")
     if "psnr_hole_mean" in figures:
         print(f"  in the hole: PSNR {figures['psnr_hole_mean']:.2f} dB (median {figures['psnr_hole_median']:.2f})")
+    if "chroma_rms_mean" in figures:
+        print(f"  colour shown on the photo's luminance: chroma RMS {figures['chroma_rms_mean']:.2f} (median "
+              f"{figures['chroma_rms_median']:.2f}; 0..255 scale, lower is better)")
     if a.tune_steps > 0:
         print(f"  untuned (same runs at step {a.steps}): PSNR {figures['untuned_psnr_mean']:.2f} dB (median "
               f"{figures['untuned_psnr_median']:.2f}), SSIM {figures['untuned_ssim_mean']:.3f}; tuning {a.tune_steps} "
@@ -225,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if baseline is not None:
         b = figures["baseline"]
-        where = " in the hole" if score == "psnr_hole" else ""
-        print(f"  against {a.baseline}{where}, photo by photo: {b['mean_diff']:+.2f} ± {b['stderr']:.2f} dB (standard "
-              f"error) over {b['images']} shared images, better on {b['better']}, worse on {b['worse']}")
+        where = {"psnr_hole": " in the hole", "chroma_rms": " in chroma RMS"}.get(score, "")
+        unit = "" if score == "chroma_rms" else " dB"
+        print(f"  against {a.baseline}{where}, photo by photo: {b['mean_diff']:+.2f} ± {b['stderr']:.2f}{unit} "
+              f"(standard error) over {b['images']} shared images, better on {b['better']}, worse on {b['worse']}")
     return 0
 
 

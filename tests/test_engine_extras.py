@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine import InversionConfig, prepare
-from engine.evaluate import main as evaluate_main, paired_comparison
+from engine.evaluate import colour_error, main as evaluate_main, paired_comparison
 from engine.export import loss_plot, strip, write_gif, write_mp4
 from engine.interpolate import common_space, interpolate_latents, interpolation_frames, lift, render, slerp
 from engine.metrics import psnr, ssim
@@ -109,6 +109,23 @@ def test_paired_comparison_reads_shared_photos_only():
     assert cmp["stderr"] == pytest.approx(np.std([1.0, -1.0, 2.0], ddof=1) / 3 ** 0.5)
     with pytest.raises(ValueError, match="share no image"):
         paired_comparison({"a": 1.0}, {"b": 1.0})
+    # an error score (chroma RMS): a fall is the better photo
+    err = paired_comparison(now, before, lower_is_better=True)
+    assert err["better"] == 1 and err["worse"] == 2 and err["mean_diff"] == pytest.approx(2 / 3)
+
+
+def test_colour_error_scores_colour_on_the_targets_luminance():
+    rng = np.random.default_rng(0)
+    target = rng.integers(30, 220, (16, 16, 3), dtype=np.uint8)
+    assert colour_error(target, target) == pytest.approx(0, abs=0.5)  # rounding to uint8 only
+    # the same colours at another brightness: no colour error, as the user's luminance is kept
+    brighter = np.clip(target.astype(int) + 20, 0, 255).astype(np.uint8)
+    assert colour_error(target, brighter) < 1.0
+    # a grey result (what a failed colorize gives) scores the target's own chroma RMS
+    grey = np.repeat(target.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    from engine.photo import chroma
+    assert colour_error(target, grey) == pytest.approx(float(np.sqrt((chroma(target) ** 2).mean())), rel=0.05)
+    assert colour_error(target, grey) > 10
 
 
 def test_evaluate_cli_compares_with_a_baseline_run(tmp_path, monkeypatch, capsys):
@@ -172,3 +189,30 @@ def test_evaluate_inpaint_scores_the_hole_and_compares_there(tmp_path, monkeypat
     capsys.readouterr()
     assert evaluate_main(args + ["--baseline", str(tmp_path / "rec"), "--out", str(tmp_path / "third")]) == 2
     assert "psnr_hole" in capsys.readouterr().err and not (tmp_path / "third").exists()
+
+
+def test_evaluate_colorize_scores_chroma_and_compares_there(tmp_path, monkeypatch, capsys):
+    import json
+
+    import cv2
+    install_tiny_model(tmp_path, monkeypatch)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i, bgr in enumerate([(40, 90, 200), (180, 120, 60)]):  # a warm and a cool flat photo
+        cv2.imwrite(str(imgs / f"{i}.png"), np.full((40, 40, 3), bgr, np.uint8))
+    args = ["tiny32", "--images", str(imgs), "--steps", "2", "--task", "colorize"]
+    assert evaluate_main(args + ["--out", str(tmp_path / "first")]) == 0
+    assert "chroma RMS" in capsys.readouterr().out
+    first = json.loads((tmp_path / "first" / "figures.json").read_text())
+    scores = [s["chroma_rms"] for s in first["per_image"].values()]
+    assert all(np.isfinite(scores)) and min(scores) > 0
+    assert first["chroma_rms_mean"] == pytest.approx(np.mean(scores))
+    # a baseline 3 higher in chroma RMS (worse colour) and 5 dB higher in PSNR: read on the colour, -3, better on both
+    shifted = {**first, "per_image": {k: {**v, "chroma_rms": v["chroma_rms"] + 3, "psnr": v["psnr"] + 5}
+                                      for k, v in first["per_image"].items()}}
+    (tmp_path / "base.json").write_text(json.dumps(shifted))
+    assert evaluate_main(args + ["--baseline", str(tmp_path / "base.json"), "--out", str(tmp_path / "second")]) == 0
+    assert "in chroma RMS" in capsys.readouterr().out
+    b = json.loads((tmp_path / "second" / "figures.json").read_text())["baseline"]
+    assert b["score"] == "chroma_rms" and b["mean_diff"] == pytest.approx(-3.0, abs=1e-3)
+    assert b["better"] == 2 and b["worse"] == 0
