@@ -149,7 +149,7 @@ def paired_comparison(scores: dict[str, float], baseline: dict[str, float], *,
             "worse": sum(d > 0 if lower_is_better else d < 0 for d in diffs)}
 
 
-def psnr_by_image(figures: dict, *, score: str = "psnr") -> dict[str, float]:
+def scores_by_image(figures: dict, *, score: str = "psnr") -> dict[str, float]:
     """{name: value} of one per-image score ("psnr", "psnr_hole" for inpaint runs, "chroma_rms" for colorize)
     from a run's figures (KeyError when they hold no such per-image scores)."""
     return {name: s[score] for name, s in figures["per_image"].items()}
@@ -161,7 +161,7 @@ def read_baseline(path: str | Path, *, score: str = "psnr") -> dict[str, float]:
     if path.is_dir():
         path = path / "figures.json"
     try:
-        return psnr_by_image(json.loads(path.read_text()), score=score)
+        return scores_by_image(json.loads(path.read_text()), score=score)
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot read baseline {path}: {e}") from e
     except KeyError:
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if baseline is not None:
         try:
             figures["baseline"] = {"path": a.baseline, "score": score,
-                                   **paired_comparison(psnr_by_image(figures, score=score), baseline,
+                                   **paired_comparison(scores_by_image(figures, score=score), baseline,
                                                        lower_is_better=score == "chroma_rms")}
         except ValueError as e:  # the run's own report is still written
             failed = f"error: {e} ({a.baseline})"
