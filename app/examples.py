@@ -278,7 +278,7 @@ def model_samples(name: str) -> list[np.ndarray]:
     import torch  # noqa: PLC0415
 
     import models  # noqa: PLC0415
-    from models.pixels import to_uint8  # noqa: PLC0415
+    from engine.inversion import to_uint8  # noqa: PLC0415
 
     G = models.load_model(name, with_discriminator=False).G
     out = []
@@ -289,7 +289,7 @@ def model_samples(name: str) -> list[np.ndarray]:
                 x = G(z, truncation_psi=SAMPLE_PSI)
             except TypeError:  # a generator without truncation
                 x = G(z)
-            out.append(to_uint8(x[0]).permute(1, 2, 0).cpu().numpy())
+            out.append(to_uint8(x))
     return out
 
 
