@@ -35,7 +35,7 @@ from models import load_model
 from .export import write_png
 from .imageio import fit_mask, fit_square, read_rgb
 from .inversion import run, to_uint8
-from .metrics import psnr, ssim
+from .metrics import chroma_rms, psnr, ssim
 from .model import EngineModel, prepare
 from .photo import chroma, from_luma_chroma, luma
 from .tasks import default_config, project_target, request_for_task
@@ -43,6 +43,22 @@ from .types import PERCEPTUALS, InversionConfig, InversionRequest, LossWeights, 
 
 log = logging.getLogger("engine.evaluate")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """The per-image figure (a `per_image` key) that runs of a task are compared on, and how it reads."""
+    key: str
+    where: str = ""
+    unit: str = " dB"
+    lower_is_better: bool = False
+
+
+# Inpaint runs are compared in the hole: the known pixels carry no news about the generator's fill; colorize runs
+# on the colour error, as the luminance is the user's own. Other tasks on the whole frame's PSNR.
+COMPARED_ON = {"inpaint": Score("psnr_hole", " in the hole"),
+               "colorize": Score("chroma_rms", " in chroma RMS", unit="", lower_is_better=True)}
+WHOLE_FRAME = Score("psnr")
 
 
 @torch.inference_mode()
@@ -130,8 +146,7 @@ def evaluate(model: EngineModel, files: list[Path], *, steps: int = 300, config:
 def colour_error(target: np.ndarray, result: np.ndarray) -> float:
     """RMS of the (Cb, Cr) error, 0..255 scale, of a colorize result shown as the app shows it: the result's
     colour on the target's own luminance (`photo.from_luma_chroma`), so only the colour a user sees is scored."""
-    shown = from_luma_chroma(luma(target), chroma(result))
-    return float(np.sqrt(((chroma(shown) - chroma(target)) ** 2).mean()))
+    return chroma_rms(from_luma_chroma(luma(target), chroma(result)), target)
 
 
 def paired_comparison(scores: dict[str, float], baseline: dict[str, float], *,
@@ -199,11 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.task == "inpaint" and not a.mask:
         print("error: --task inpaint needs --mask", file=sys.stderr)
         return 2
-    # Inpaint runs are compared in the hole: the known pixels carry no news about the generator's fill; colorize
-    # runs on the colour error, as the luminance is the user's own.
-    score = {"inpaint": "psnr_hole", "colorize": "chroma_rms"}.get(a.task, "psnr")
+    score = COMPARED_ON.get(a.task, WHOLE_FRAME)
     try:  # before the long run, so a wrong path fails at once
-        baseline = read_baseline(a.baseline, score=score) if a.baseline else None
+        baseline = read_baseline(a.baseline, score=score.key) if a.baseline else None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -216,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = None
     if baseline is not None:
         try:
-            figures["baseline"] = {"path": a.baseline, "score": score,
-                                   **paired_comparison(scores_by_image(figures, score=score), baseline,
-                                                       lower_is_better=score == "chroma_rms")}
+            figures["baseline"] = {"path": a.baseline, "score": score.key,
+                                   **paired_comparison(scores_by_image(figures, score=score.key), baseline,
+                                                       lower_is_better=score.lower_is_better)}
         except ValueError as e:  # the run's own report is still written
             failed = f"error: {e} ({a.baseline})"
     out = Path(a.out)
@@ -247,10 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if baseline is not None:
         b = figures["baseline"]
-        where = {"psnr_hole": " in the hole", "chroma_rms": " in chroma RMS"}.get(score, "")
-        unit = "" if score == "chroma_rms" else " dB"
-        print(f"  against {a.baseline}{where}, photo by photo: {b['mean_diff']:+.2f} ± {b['stderr']:.2f}{unit} "
-              f"(standard error) over {b['images']} shared images, better on {b['better']}, worse on {b['worse']}")
+        print(f"  against {a.baseline}{score.where}, photo by photo: {b['mean_diff']:+.2f} ± {b['stderr']:.2f}"
+              f"{score.unit} (standard error) over {b['images']} shared images, better on {b['better']}, "
+              f"worse on {b['worse']}")
     return 0
 
 

@@ -39,9 +39,9 @@ from .export import write_png
 from .framing import frame_photo, is_face_model
 from .imageio import read_mask, read_rgb
 from .inversion import run
-from .metrics import psnr, ssim
+from .metrics import chroma_rms, psnr, ssim
 from .model import EngineModel, prepare
-from .photo import Placement, chroma, footprint, from_frame, luma, photo_composite, strokes_to_frame, to_frame
+from .photo import Placement, footprint, from_frame, luma, photo_composite, strokes_to_frame, to_frame
 from .tasks import TaskDefaults, project_target, request_for_task, strokes_from_image
 from .types import InversionConfig
 
@@ -120,18 +120,14 @@ def run_one(model: EngineModel, task: str, photo: np.ndarray, placement: Placeme
     comp = photo_composite(task, given, result, placement, painted=painted_photo)
     known = np.ones((r, r), bool) if painted is None else ~painted
     nan = float("nan")
-    chroma_rms = nan
-    if task == "colorize":
-        inside = footprint(placement) >= 1
-        d = chroma(comp)[inside] - chroma(photo)[inside]
-        chroma_rms = float(np.sqrt((d ** 2).mean()))
+    colour = chroma_rms(comp, photo, footprint(placement) >= 1) if task == "colorize" else nan
     y_ref = luma(given if comp.shape == given.shape else cv2.resize(given, comp.shape[1::-1],
                                                                   interpolation=cv2.INTER_CUBIC))
     y_mse = float(((luma(comp) - y_ref) ** 2).mean())
     row = Row(task=task, photo="", psnr_known=psnr(result, truth, known), ssim_known=ssim(result, truth, known),
               psnr_hole=psnr(result, truth, painted) if painted is not None else nan,
               ssim_hole=_hole_ssim(result, truth, painted) if painted is not None else nan,
-              chroma_rms=chroma_rms, y_psnr=10 * math.log10(255 ** 2 / max(y_mse, 1e-10)), seconds=seconds)
+              chroma_rms=colour, y_psnr=10 * math.log10(255 ** 2 / max(y_mse, 1e-10)), seconds=seconds)
     shown_in = given.copy()
     if painted_photo is not None:
         shown_in[painted_photo] = (255, 0, 140)

@@ -1,10 +1,13 @@
-"""Image quality metrics on uint8 RGB `[H, W, 3]` arrays: PSNR (dB) and SSIM (Gaussian 11x11, sigma 1.5), each
-optionally restricted to a bool mask `[H, W]` (True = counted; for SSIM, windows centred on counted pixels)."""
+"""Image quality metrics on uint8 RGB `[H, W, 3]` arrays: PSNR (dB), SSIM (Gaussian 11x11, sigma 1.5) and chroma
+RMS (BT.601 Cb/Cr, 0..255 scale), each optionally restricted to a bool mask `[H, W]` (True = counted; for SSIM,
+windows centred on counted pixels)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .photo import chroma
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -16,6 +19,14 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
         d2 = d2[m]
     mse = float(d2.mean())
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+def chroma_rms(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """RMS of the (Cb, Cr) difference: how far apart two images' colours are, whatever their brightness."""
+    d = chroma(a) - chroma(b)
+    if mask is not None:
+        d = d[np.asarray(mask, bool)]
+    return float(np.sqrt((d ** 2).mean()))
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -8,6 +8,7 @@ from engine.evaluate import colour_error, main as evaluate_main, paired_comparis
 from engine.export import loss_plot, strip, write_gif, write_mp4
 from engine.interpolate import common_space, interpolate_latents, interpolation_frames, lift, render, slerp
 from engine.metrics import psnr, ssim
+from engine.photo import chroma
 from engine.state import EditState, load_state, save_state
 from engine.types import EngineError
 from tests.tiny import install_tiny_model, make_tiny_model
@@ -123,7 +124,6 @@ def test_colour_error_scores_colour_on_the_targets_luminance():
     assert colour_error(target, brighter) < 1.0
     # a grey result (what a failed colorize gives) scores the target's own chroma RMS
     grey = np.repeat(target.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
-    from engine.photo import chroma
     assert colour_error(target, grey) == pytest.approx(float(np.sqrt((chroma(target) ** 2).mean())), rel=0.05)
     assert colour_error(target, grey) > 10
 
