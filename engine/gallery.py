@@ -11,10 +11,11 @@ downsampling), inverted with the task's defaults (`engine.tasks.default_config`)
 back into the photo (`engine.photo.photo_composite`). Sheets (`<model>_<task>.png`: input, what the loss compares,
 result, composite) and `<model>.md` / `<model>.csv`: PSNR/SSIM of the result against the true frame on the known
 pixels and in the hole, chroma error (RMS of Cb/Cr of the composite vs the true colours, inside the frame),
-luminance fidelity (PSNR of the composite's Y vs the input photo's Y), seconds per run.
+luminance fidelity (PSNR of the composite's Y vs the input photo's Y), the result's sharpness (variance of the
+Laplacian at model resolution, `engine.metrics.sharpness`; a soft or smeared result scores low), seconds per run.
 Scribble: the bundled example scribbles of the domain (`assets/examples/scribble_<cat|face|grumpy>*_256.png`),
 shrunk as the app and the CLI shrink them, each drawn with seeds 0, 1, 2 (`--seeds`); PSNR / SSIM on the stroke
-pixels (the only known pixels).
+pixels (the only known pixels) and each drawing's sharpness, so that soft draws can be counted over many seeds.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from .export import write_png
 from .framing import frame_photo, is_face_model
 from .imageio import read_mask, read_rgb
 from .inversion import run
-from .metrics import chroma_rms, psnr, ssim
+from .metrics import chroma_rms, psnr, sharpness, ssim
 from .model import EngineModel, prepare
 from .photo import Placement, footprint, from_frame, luma, photo_composite, strokes_to_frame, to_frame
 from .tasks import TaskDefaults, project_target, request_for_task, strokes_from_image
@@ -66,6 +67,7 @@ class Row:
     ssim_hole: float
     chroma_rms: float
     y_psnr: float
+    sharpness: float  # of the result at model resolution (engine.metrics.sharpness): a soft or smeared draw scores low
     seconds: float
 
 
@@ -127,7 +129,8 @@ def run_one(model: EngineModel, task: str, photo: np.ndarray, placement: Placeme
     row = Row(task=task, photo="", psnr_known=psnr(result, truth, known), ssim_known=ssim(result, truth, known),
               psnr_hole=psnr(result, truth, painted) if painted is not None else nan,
               ssim_hole=_hole_ssim(result, truth, painted) if painted is not None else nan,
-              chroma_rms=colour, y_psnr=10 * math.log10(255 ** 2 / max(y_mse, 1e-10)), seconds=seconds)
+              chroma_rms=colour, y_psnr=10 * math.log10(255 ** 2 / max(y_mse, 1e-10)), sharpness=sharpness(result),
+              seconds=seconds)
     shown_in = given.copy()
     if painted_photo is not None:
         shown_in[painted_photo] = (255, 0, 140)
@@ -159,7 +162,7 @@ def run_scribble(model: EngineModel, scribble: np.ndarray, config: InversionConf
         result = list(run(model, req))[-1].image
         rows.append(Row(task="scribble", photo=f"seed {seed}", psnr_known=psnr(result, target, strokes),
                         ssim_known=ssim(result, target, strokes), psnr_hole=nan, ssim_hole=nan, chroma_rms=nan,
-                        y_psnr=nan, seconds=time.perf_counter() - t0))
+                        y_psnr=nan, sharpness=sharpness(result), seconds=time.perf_counter() - t0))
         cells.append(result)
     return rows, cells
 
@@ -235,7 +238,7 @@ def summary(rows: list[Row]) -> list[dict]:
     for task in dict.fromkeys(r.task for r in rows):
         rs = [r for r in rows if r.task == task]
         entry = {"task": task, "photos": len(rs)}
-        for f in ("psnr_known", "ssim_known", "psnr_hole", "ssim_hole", "chroma_rms", "y_psnr", "seconds"):
+        for f in ("psnr_known", "ssim_known", "psnr_hole", "ssim_hole", "chroma_rms", "y_psnr", "sharpness", "seconds"):
             vals = [getattr(r, f) for r in rs if math.isfinite(getattr(r, f))]
             entry[f] = statistics.fmean(vals) if vals else float("nan")
         out.append(entry)
@@ -245,7 +248,7 @@ def summary(rows: list[Row]) -> list[dict]:
 def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict]) -> str:
     lines = [f"# Gallery: {model}", "",
              "| task | photos | settings | PSNR known (dB) | SSIM known | PSNR hole (dB) | SSIM hole | chroma RMS "
-             "| Y PSNR (dB) | s / run |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| Y PSNR (dB) | sharpness | s / run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in means:
         c = configs[m["task"]]
         w = c.weights
@@ -255,7 +258,8 @@ def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict])
                    + (f", start best of {c.num_starts} (psi {c.start_psi:g})" if c.init == "best-of-k" else ""))
         lines.append(f"| {m['task']} | {m['photos']} | {setting} | {_fmt(m['psnr_known'])} | "
                      f"{_fmt(m['ssim_known'], 3)} | {_fmt(m['psnr_hole'])} | {_fmt(m['ssim_hole'], 3)} | "
-                     f"{_fmt(m['chroma_rms'])} | {_fmt(m['y_psnr'], 1)} | {_fmt(m['seconds'], 1)} |")
+                     f"{_fmt(m['chroma_rms'])} | {_fmt(m['y_psnr'], 1)} | {_fmt(m['sharpness'], 0)} | "
+                     f"{_fmt(m['seconds'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -288,8 +292,10 @@ def _scribble_sheet(model: EngineModel, cfg: InversionConfig, seeds: tuple[int, 
         got = [dataclasses.replace(r, photo=f"{path_in.name} {r.photo}") for r in got]
         rows += got
         cells.append(row_cells)
-        captions.append(f"{path_in.stem[:24]}  strokes " + " / ".join(_fmt(r.psnr_known, 1) for r in got) + " dB")
-        log.info("scribble %s: strokes %s dB", path_in.name, ", ".join(_fmt(r.psnr_known) for r in got))
+        captions.append(f"{path_in.stem[:24]}  strokes " + " / ".join(_fmt(r.psnr_known, 1) for r in got) + " dB"
+                        + "  sharpness " + " / ".join(_fmt(r.sharpness, 0) for r in got))
+        log.info("scribble %s: strokes %s dB, sharpness %s", path_in.name,
+                 ", ".join(_fmt(r.psnr_known) for r in got), ", ".join(_fmt(r.sharpness, 0) for r in got))
     if not cells:
         log.warning("no example scribbles for %s", model.config.name)
         return rows

@@ -1,11 +1,13 @@
 """Image quality metrics on uint8 RGB `[H, W, 3]` arrays: PSNR (dB), SSIM (Gaussian 11x11, sigma 1.5) and chroma
 RMS (BT.601 Cb/Cr, 0..255 scale), each optionally restricted to a bool mask `[H, W]` (True = counted; for SSIM,
-windows centred on counted pixels)."""
+windows centred on counted pixels); and one image's sharpness (no reference)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from models.dataset import sharpness as _sharpness_batch
 
 from .photo import chroma
 
@@ -27,6 +29,12 @@ def chroma_rms(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> 
     if mask is not None:
         d = d[np.asarray(mask, bool)]
     return float(np.sqrt((d ** 2).mean()))
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey level at the image's own resolution, the trainer's blur measure
+    (`models.dataset.sharpness`): low = soft or smeared, 0 = flat. Only comparable between images of one size."""
+    return float(_sharpness_batch(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None])[0])
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

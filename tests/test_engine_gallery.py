@@ -34,8 +34,10 @@ def test_gallery_writes_a_sheet_per_task_and_a_table(models_dir, tmp_path):
     assert math.isfinite(float(by_task["inpaint"]["psnr_hole"])) and math.isnan(float(by_task["deblur"]["psnr_hole"]))
     assert math.isfinite(float(by_task["colorize"]["chroma_rms"]))
     assert float(by_task["colorize"]["y_psnr"]) >= 40               # colorize keeps the photo's luminance
+    assert all(float(r["sharpness"]) > 0 for r in rows)             # a random tiny G draws no flat frame
     table = (out / "tiny32.md").read_text()
     assert table.count("\n| ") == 2 + len(PHOTO_TASKS) and "4 steps" in table and f"| scribble | {n_scribbles} |" in table
+    assert "| sharpness |" in table
 
 
 def test_gallery_rejects_unknown_tasks(models_dir, tmp_path, capsys):
@@ -51,6 +53,7 @@ def test_gallery_draws_the_domains_example_scribbles_with_each_seed(models_dir, 
                                           "scribble_cat_orange_256.png seed 4", "scribble_cat_orange_256.png seed 5"]
     assert all(math.isfinite(float(r["psnr_known"])) and math.isnan(float(r["psnr_hole"])) for r in rows)
     assert rows[0]["psnr_known"] != rows[1]["psnr_known"]           # the seed changes the drawing
+    assert all(float(r["sharpness"]) > 0 for r in rows) and rows[0]["sharpness"] != rows[1]["sharpness"]
     sheet = cv2.imread(str(out / "tiny32_scribble.png"))              # scribble, loss view, a result per seed
     assert sheet is not None and 128 * 4 < sheet.shape[1] < 128 * 5 and sheet.shape[0] > 2 * 128
     assert main(["--model", "tiny32", "--out", str(out), "--tasks", "scribble", "--seeds", "a"]) == 2

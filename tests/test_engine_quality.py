@@ -1,12 +1,14 @@
 """Live quality figures: every Frame carries PSNR/SSIM of what the loss compares (known pixels, after the
-operator), and the masked metrics count only the pixels they are told to."""
+operator), the masked metrics count only the pixels they are told to, and the no-reference sharpness ranks a
+blurred draw below a sharp one."""
 import math
 
+import cv2
 import numpy as np
 import pytest
 
 from engine import InversionConfig, LossWeights, project_target, request_for_task, run
-from engine.metrics import psnr, ssim
+from engine.metrics import psnr, sharpness, ssim
 from tests.engine_helpers import recoverable_model, target_from_latent
 
 
@@ -25,6 +27,21 @@ def test_masked_metrics_ignore_unmasked_pixels():
     assert psnr(a, b, mask) == psnr(a[:, :10], b[:, :10]) and psnr(a, b, mask) > 90
     assert ssim(a, b, mask) == pytest.approx(1.0) and ssim(a, b) < 0.8
     assert math.isnan(psnr(a, b, np.zeros((32, 32), bool)))
+
+
+def test_sharpness_falls_with_blur_and_is_zero_on_a_flat_image():
+    yy, xx = np.mgrid[:64, :64]
+    # edges at several scales, so that each wider blur removes more of them
+    grey = 127 + 60 * np.sign(np.sin(xx / 3.0)) * np.sign(np.sin(yy / 5.0)) + 40 * np.sin(xx * yy / 90.0)
+    img = np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    scores = [sharpness(img)] + [sharpness(cv2.blur(img, (k, k))) for k in (3, 5, 9)]
+    assert scores == sorted(scores, reverse=True) and scores[-1] < scores[0] / 4
+    assert sharpness(np.full((64, 64, 3), 90, np.uint8)) == 0.0
+    # read as RGB, the repo's colour order: red edges weigh more in the grey level than blue ones (0.299 / 0.114)
+    red, blue = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)
+    red[:, ::2, 0] = 255
+    blue[:, ::2, 2] = 255
+    assert sharpness(red) > 2 * sharpness(blue) > 0
 
 
 @pytest.mark.parametrize("task", ["inpaint", "colorize", "superres"])
