@@ -7,7 +7,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.dataset import sharpness as _sharpness_batch
+# The trainer's blur measure (variance of the Laplacian of the grey level), one formula for the trainer's filter and
+# the gallery's figure: low = soft or smeared, 0 = flat; only comparable between images of one size.
+from models.dataset import image_sharpness as sharpness  # noqa: F401 - re-exported as engine.metrics.sharpness
 
 from .photo import chroma
 
@@ -29,12 +31,6 @@ def chroma_rms(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> 
     if mask is not None:
         d = d[np.asarray(mask, bool)]
     return float(np.sqrt((d ** 2).mean()))
-
-
-def sharpness(rgb: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey level at the image's own resolution, the trainer's blur measure
-    (`models.dataset.sharpness`): low = soft or smeared, 0 = flat. Only comparable between images of one size."""
-    return float(_sharpness_batch(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None])[0])
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -50,16 +50,18 @@ def load_square(path: str | Path, resolution: int) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def sharpness(images: torch.Tensor) -> np.ndarray:
-    """Variance of the Laplacian of each image's grey level, uint8 `[N, 3, R, R]` RGB -> float `[N]`; low =
-    blurred (a flat image scores 0)."""
-    import cv2  # only the trainer's blur filter needs it
+def image_sharpness(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of one image's grey level, uint8 `[R, R, 3]` RGB -> float; low = blurred (a flat
+    image scores 0). Only comparable between images of one size."""
+    import cv2  # only the blur filter and the gallery's figure need it
 
-    out = np.empty(len(images))
-    for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
-        grey = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
-        out[i] = cv2.Laplacian(grey, cv2.CV_64F).var()
-    return out
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def sharpness(images: torch.Tensor) -> np.ndarray:
+    """`image_sharpness` of each image of a uint8 `[N, 3, R, R]` RGB batch -> float `[N]`."""
+    return np.array([image_sharpness(img) for img in images.permute(0, 2, 3, 1).numpy()], dtype=np.float64)
 
 
 def load_images(files: list[Path], resolution: int) -> torch.Tensor:
