@@ -245,17 +245,22 @@ def scribble(name: str, size: int) -> np.ndarray:
         dot((0.33, 0.47), eye, 0.065)
         dot((0.67, 0.47), eye, 0.065)
         dot((0.5, 0.66), (225, 130, 140), 0.04)                              # nose
-    elif name == "grumpy":  # Grumpy Cat: dark ears and eye band, cream forehead, white muzzle, blue eyes
-        cream, dark, white = (205, 180, 150), (90, 65, 50), (240, 236, 228)
+    elif name == "grumpy":
+        # Grumpy Cat's marks, not just a cat's outline: dark patches around the blue eyes, a white blaze between them,
+        # a white muzzle and a frown. The earlier drawing (dark dashes beside bare eyes) left the eye band free, and
+        # over seeds 0-17 grumpycat64 drew a plain grey cat (its data's Russian Blues) at 7; this one, none.
+        cream, dark, patch, white = (205, 180, 150), (90, 65, 50), (70, 50, 40), (240, 236, 228)
         stroke([(0.12, 0.40), (0.15, 0.05), (0.35, 0.25)], dark, 0.07)       # ears
         stroke([(0.65, 0.25), (0.85, 0.05), (0.88, 0.40)], dark, 0.07)
-        stroke([(0.3, 0.28), (0.5, 0.22), (0.7, 0.28)], cream, 0.07)         # forehead
-        stroke([(0.15, 0.5), (0.22, 0.42)], dark, 0.06)                      # dark band beside the eyes
-        stroke([(0.78, 0.42), (0.85, 0.5)], dark, 0.06)
-        stroke([(0.3, 0.78), (0.5, 0.88), (0.7, 0.78)], white, 0.09)         # muzzle
-        dot((0.33, 0.47), (110, 160, 200), 0.05)                             # blue eyes
-        dot((0.67, 0.47), (110, 160, 200), 0.05)
-        dot((0.5, 0.66), (200, 130, 130), 0.035)                             # nose
+        stroke([(0.3, 0.22), (0.5, 0.17), (0.7, 0.22)], cream, 0.07)         # forehead
+        stroke([(0.16, 0.50), (0.26, 0.38), (0.42, 0.44), (0.38, 0.56), (0.22, 0.58)], patch, 0.09)  # eye patches
+        stroke([(0.84, 0.50), (0.74, 0.38), (0.58, 0.44), (0.62, 0.56), (0.78, 0.58)], patch, 0.09)
+        stroke([(0.5, 0.36), (0.5, 0.58)], white, 0.07)                      # blaze
+        stroke([(0.28, 0.80), (0.5, 0.90), (0.72, 0.80)], white, 0.10)       # muzzle
+        stroke([(0.38, 0.80), (0.5, 0.75), (0.62, 0.80)], (150, 110, 110), 0.025)  # frown
+        dot((0.31, 0.47), (120, 170, 205), 0.05)                             # blue eyes
+        dot((0.69, 0.47), (120, 170, 205), 0.05)
+        dot((0.5, 0.66), (215, 140, 145), 0.035)                             # nose
     elif name.startswith("face"):
         skin, hair, eye = {"face_brown": ((205, 150, 120), (60, 40, 25), (60, 40, 30)),
                            "face_blond": ((240, 200, 175), (225, 190, 90), (70, 110, 170))}[name]

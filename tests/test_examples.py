@@ -122,3 +122,17 @@ def test_scribble_drawing_is_deterministic():
         for size in examples.SCRIBBLE_SIZES:
             drawn = examples.scribble(name, size)
             np.testing.assert_array_equal(drawn, load_image(examples.EXAMPLES_DIR / f"scribble_{name}_{size}.png").rgb)
+
+
+@pytest.mark.parametrize("size", examples.SCRIBBLE_SIZES)
+def test_grumpy_scribble_draws_the_dark_eye_patches(size):
+    # A Grumpy Cat is told from the grumpy data's plain grey cats by the dark patches around its eyes; a drawing that
+    # leaves the eye band blank drew grey cats at 7 of 18 seeds.
+    img = examples.scribble("grumpy", size).astype(int)
+    yy, xx = np.mgrid[:size, :size] / size
+    for cx in (0.31, 0.69):
+        ring = (np.hypot(xx - cx, yy - 0.47) > 0.07) & (np.hypot(xx - cx, yy - 0.47) < 0.10)
+        dark = img[ring].max(axis=1) < 120
+        assert dark.mean() > 0.6, f"eye at x={cx}: {dark.mean():.2f} of its surround is dark"
+    blaze = img[round(0.40 * size):round(0.55 * size), round(0.48 * size):round(0.52 * size)]
+    assert strokes_from_image(blaze.astype(np.uint8)).all() and blaze.min() > 200
