@@ -3,10 +3,12 @@ import csv
 import math
 
 import cv2
+import numpy as np
 import pytest
+from PIL import Image
 
 import models
-from engine.gallery import COLUMNS, PHOTO_TASKS, SCRIBBLE_SEEDS, main
+from engine.gallery import COLUMNS, PHOTO_TASKS, SCRIBBLE_SEEDS, flat_colours, main, save_sheet
 from tests.tiny import make_tiny_model
 
 
@@ -58,3 +60,29 @@ def test_gallery_draws_the_domains_example_scribbles_with_each_seed(models_dir, 
     assert sheet is not None and 128 * 4 < sheet.shape[1] < 128 * 5 and sheet.shape[0] > 2 * 128
     assert main(["--model", "tiny32", "--out", str(out), "--tasks", "scribble", "--seeds", "a"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_sheets_keep_the_drawn_colours_exact(tmp_path):
+    # A small drawing beside a wide, many-coloured photo strip: median cut alone read the blue back as 184, not 205.
+    rng = np.random.default_rng(0)
+    h, w = 184, 2644
+    y, x = np.mgrid[:h, :w] / np.array([h, w])[:, None, None]
+    photo = np.stack([200 * x + 40 * np.sin(20 * y), 120 + 60 * np.sin(9 * x + 3 * y), 110 + 80 * np.cos(7 * x)], -1)
+    sheet = (photo + rng.normal(0, 25, (h, w, 3))).clip(0, 255).astype(np.uint8)
+    sheet[:, :140] = 255
+    sheet[40:60, 40:60] = (120, 170, 205)
+    sheet[80:100, 40:60] = (70, 50, 40)
+    with Image.open(save_sheet(tmp_path / "s.png", sheet)) as im:
+        assert im.mode == "P" and len(im.getpalette()) // 3 <= 256
+        back = np.asarray(im.convert("RGB"))
+    assert (back[40:60, 40:60] == (120, 170, 205)).all() and (back[80:100, 40:60] == (70, 50, 40)).all()
+    assert np.abs(back[:, 140:].astype(int) - sheet[:, 140:]).mean() < 12      # the photo part is still dithered close
+
+
+def test_flat_colours_are_the_large_exact_ones():
+    img = np.zeros((10, 20, 3), np.uint8)
+    img[:, :10] = (1, 2, 3)
+    img[:5, 10:] = (250, 0, 7)
+    img[5:, 10:] = np.arange(50 * 3, dtype=np.uint8).reshape(5, 10, 3)      # fifty colours of one pixel each
+    got = flat_colours(img, min_pixels=10)
+    assert got.tolist() == [[1, 2, 3], [250, 0, 7]] and got.dtype == np.uint8
