@@ -131,7 +131,8 @@ def test_grumpy_scribble_draws_the_dark_eye_patches(size):
     img = examples.scribble("grumpy", size).astype(int)
     yy, xx = np.mgrid[:size, :size] / size
     for cx in (0.31, 0.69):
-        ring = (np.hypot(xx - cx, yy - 0.47) > 0.07) & (np.hypot(xx - cx, yy - 0.47) < 0.10)
+        r = np.hypot(xx - cx, yy - 0.47)
+        ring = (r > 0.07) & (r < 0.10)
         dark = img[ring].max(axis=1) < 120
         assert dark.mean() > 0.6, f"eye at x={cx}: {dark.mean():.2f} of its surround is dark"
     blaze = img[round(0.40 * size):round(0.55 * size), round(0.48 * size):round(0.52 * size)]
