@@ -2,6 +2,7 @@
 
     python -m app.examples --make        # (re)write everything derived under assets/examples/
     python -m app.examples --make --skip-samples
+    python -m app.examples --make --models grumpycat64   # refresh only that model's samples
 
 What lives in assets/examples/ (see LICENSES.md there):
 - ``astronaut.png``, ``chelsea.png``: photos copied once from scikit-image's bundled data (public domain /
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -298,10 +300,21 @@ def model_samples(name: str) -> list[np.ndarray]:
     return out
 
 
-def write_samples() -> None:
+def _bundled(names: Sequence[str] | None) -> list[str]:
+    """The named bundled models (all of them when None); ValueError naming any that is not bundled."""
     import models  # noqa: PLC0415
 
-    for name in models.bundled_names():
+    bundled = models.bundled_names()
+    unknown = sorted(set(names or ()) - set(bundled))
+    if unknown:
+        raise ValueError(f"not bundled: {', '.join(unknown)}; bundled models are {', '.join(bundled)}")
+    return bundled if names is None else sorted(set(names))
+
+
+def write_samples(names: Sequence[str] | None = None) -> None:
+    """Samples (and sample 02's degraded versions) of the named bundled models, all of them when None;
+    a name that is not bundled is refused before anything is written."""
+    for name in _bundled(names):
         try:
             images = model_samples(name)
         except Exception as exc:  # a model being rewritten by training, a broken file: keep the old samples
@@ -313,7 +326,10 @@ def write_samples() -> None:
         write_degraded(_sample(name, DEGRADED_SAMPLE).with_suffix(""), images[DEGRADED_SAMPLE])
 
 
-def make(*, samples: bool = True) -> None:
+def make(*, samples: bool = True, models: Sequence[str] | None = None) -> None:
+    """Rewrite every derived example; `models` limits the model samples to those bundled models (the
+    other files do not depend on a model's weights). An unknown name is refused before anything is written."""
+    names = _bundled(models) if samples else None
     EXAMPLES_DIR.mkdir(parents=True, exist_ok=True)
     copy_photos()
     for stem, rgb in face_crops().items():
@@ -326,16 +342,25 @@ def make(*, samples: bool = True) -> None:
         for size in SCRIBBLE_SIZES:
             _save(_rel(f"scribble_{name}_{size}.png"), scribble(name, size))
     if samples:
-        write_samples()
+        write_samples(names)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m app.examples", description="Example inputs for the app's tabs.")
     ap.add_argument("--make", action="store_true", help="(re)write the derived examples under assets/examples/")
     ap.add_argument("--skip-samples", action="store_true", help="with --make: leave the model samples alone")
+    ap.add_argument("--models", nargs="+", metavar="NAME",
+                    help="with --make: refresh only these bundled models' samples (default: all)")
     args = ap.parse_args(argv)
+    if args.models and not args.make:
+        ap.error("--models needs --make")
+    if args.models and args.skip_samples:
+        ap.error("--models and --skip-samples contradict each other")
     if args.make:
-        make(samples=not args.skip_samples)
+        try:
+            make(samples=not args.skip_samples, models=args.models)
+        except ValueError as exc:
+            ap.error(str(exc))
     for tab in TABS:
         rows = examples_for(tab)
         print(f"{tab}: {len(rows)} example rows")

@@ -137,3 +137,28 @@ def test_grumpy_scribble_draws_the_dark_eye_patches(size):
         assert dark.mean() > 0.6, f"eye at x={cx}: {dark.mean():.2f} of its surround is dark"
     blaze = img[round(0.40 * size):round(0.55 * size), round(0.48 * size):round(0.52 * size)]
     assert strokes_from_image(blaze.astype(np.uint8)).all() and blaze.min() > 200
+
+
+def test_write_samples_refreshes_only_the_named_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(examples, "ROOT", tmp_path)
+    monkeypatch.setattr(examples, "SAMPLES_DIR", tmp_path)
+    examples.write_samples(["grumpycat64"])
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted([f"grumpycat64_{s:02d}.png" for s in examples.SAMPLE_SEEDS]
+                             + [f"grumpycat64_{examples.DEGRADED_SAMPLE:02d}_{k}.png" for k in ("gray", "blur", "lowres")])
+    # the samples are the model's own (seed 0, truncation 0.7), not a placeholder
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "grumpycat64_00.png").convert("RGB")),
+                          examples.model_samples("grumpycat64")[0])
+
+
+def test_an_unknown_model_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(examples, "EXAMPLES_DIR", tmp_path)
+    monkeypatch.setattr(examples, "SAMPLES_DIR", tmp_path / "samples")
+    with pytest.raises(ValueError, match="not bundled: dog64"):
+        examples.write_samples(["cat64", "dog64"])
+    with pytest.raises(SystemExit) as exit_info:
+        examples.main(["--make", "--models", "dog64"])
+    assert exit_info.value.code == 2 and "not bundled: dog64" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):
+        examples.main(["--models", "cat64"])  # --models without --make
