@@ -15,7 +15,9 @@ luminance fidelity (PSNR of the composite's Y vs the input photo's Y), the resul
 Laplacian at model resolution, `engine.metrics.sharpness`; a soft or smeared result scores low), seconds per run.
 Scribble: the bundled example scribbles of the domain (`assets/examples/scribble_<cat|face|grumpy>*_256.png`),
 shrunk as the app and the CLI shrink them, each drawn with seeds 0, 1, 2 (`--seeds`); PSNR / SSIM on the stroke
-pixels (the only known pixels) and each drawing's sharpness, so that soft draws can be counted over many seeds.
+pixels (the only known pixels) and each drawing's sharpness, so that soft draws can be counted over many seeds, and
+under the table each scribble's seed spread (`engine.metrics.seed_spread`), which falls towards 0 when every seed
+draws the same picture.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from .export import write_png
 from .framing import frame_photo, is_face_model
 from .imageio import read_mask, read_rgb
 from .inversion import run
-from .metrics import chroma_rms, psnr, sharpness, ssim
+from .metrics import chroma_rms, psnr, seed_spread, sharpness, ssim
 from .model import EngineModel, prepare
 from .photo import Placement, footprint, from_frame, luma, photo_composite, strokes_to_frame, to_frame
 from .tasks import TaskDefaults, project_target, request_for_task, strokes_from_image
@@ -260,7 +262,9 @@ def summary(rows: list[Row]) -> list[dict]:
     return out
 
 
-def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict]) -> str:
+def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict], *,
+             spreads: dict[str, float] | None = None) -> str:
+    """The table of mean figures per task, and under it each scribble's seed spread (when scribbles were drawn)."""
     lines = [f"# Gallery: {model}", "",
              "| task | photos | settings | PSNR known (dB) | SSIM known | PSNR hole (dB) | SSIM hole | chroma RMS "
              "| Y PSNR (dB) | sharpness | s / run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -275,6 +279,9 @@ def markdown(model: str, configs: dict[str, InversionConfig], means: list[dict])
                      f"{_fmt(m['ssim_known'], 3)} | {_fmt(m['psnr_hole'])} | {_fmt(m['ssim_hole'], 3)} | "
                      f"{_fmt(m['chroma_rms'])} | {_fmt(m['y_psnr'], 1)} | {_fmt(m['sharpness'], 0)} | "
                      f"{_fmt(m['seconds'], 1)} |")
+    if spreads:
+        lines += ["", "Scribble seed spread (mean pairwise RMS between the seeds' draws, 0-255; near 0 = the same "
+                  "picture at every seed): " + ", ".join(f"{k} {_fmt(v, 1)}" for k, v in spreads.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -289,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="", help="suffix of the output file names (comparing settings)")
     p.add_argument("--no-align", action="store_true", help="face models: centre crop instead of aligning")
     p.add_argument("--save-results", action="store_true",
-                   help="also write each model-resolution result as results/<task>/<photo>.png (to study compositing)")
+                   help="also write each model-resolution result as results/<task>/<photo>.png (to study compositing; "
+                        "scribbles: results/scribble/<scribble>_seed<N>.png)")
     p.add_argument("--device", default="cpu")
     return add_config_options(p)
 
@@ -300,23 +308,33 @@ def config_for(task: str, arch: str, a: argparse.Namespace, overrides: TaskDefau
 
 
 def _scribble_sheet(model: EngineModel, cfg: InversionConfig, seeds: tuple[int, ...], path: Path,
-                    title: str) -> list[Row]:
-    rows, cells, captions = [], [], []
+                    title: str, *, results: Path | None = None) -> tuple[list[Row], dict[str, float]]:
+    """Each example scribble drawn with each seed (each result saved as `results/<scribble>_seed<N>.png` when
+    `results` is given): the rows, and each scribble's seed spread (by file name)."""
+    rows, cells, captions, spreads = [], [], [], {}
     for path_in in scribble_paths(model):
         got, row_cells = run_scribble(model, read_rgb(path_in), cfg, seeds)
+        if results is not None:
+            results.mkdir(parents=True, exist_ok=True)
+            for seed, result in zip(seeds, row_cells[2:]):
+                write_png(results / f"{path_in.stem}_seed{seed}.png", result)
         got = [dataclasses.replace(r, photo=f"{path_in.name} {r.photo}") for r in got]
         rows += got
         cells.append(row_cells)
-        captions.append(f"{path_in.stem[:24]}  strokes " + " / ".join(_fmt(r.psnr_known, 1) for r in got) + " dB"
+        spread = seed_spread(row_cells[2:])
+        spreads[path_in.name] = spread
+        captions.append(f"{path_in.stem[:24]}  spread {_fmt(spread, 1)}  strokes "
+                        + " / ".join(_fmt(r.psnr_known, 1) for r in got) + " dB"
                         + "  sharpness " + " / ".join(_fmt(r.sharpness, 0) for r in got))
-        log.info("scribble %s: strokes %s dB, sharpness %s", path_in.name,
-                 ", ".join(_fmt(r.psnr_known) for r in got), ", ".join(_fmt(r.sharpness, 0) for r in got))
+        log.info("scribble %s: strokes %s dB, sharpness %s, seed spread %s", path_in.name,
+                 ", ".join(_fmt(r.psnr_known) for r in got), ", ".join(_fmt(r.sharpness, 0) for r in got),
+                 _fmt(spread, 1))
     if not cells:
         log.warning("no example scribbles for %s", model.config.name)
-        return rows
+        return rows, spreads
     save_sheet(path, contact_sheet(title, cells, captions,
                                    columns=("scribble", "what the loss compares") + tuple(f"seed {s}" for s in seeds)))
-    return rows
+    return rows, spreads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{model.config.name}{a.tag}"
     rows: list[Row] = []
     configs = {}
+    spreads: dict[str, float] = {}
     for task in tasks:
         cfg = configs[task] = config_for(task, arch, a, model.config.task_defaults)
         title = (f"{model.config.name} {task}: {cfg.latent_space}, {cfg.steps} steps, lr {cfg.lr:g}, "
@@ -355,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                  + (f", tune {cfg.tuning.steps}" if cfg.tuning.steps else "")
                  + (f", best of {cfg.num_starts} psi {cfg.start_psi:g}" if cfg.init == "best-of-k" else ""))
         if task == "scribble":
-            rows += _scribble_sheet(model, cfg, seeds, a.out / f"{name}_{task}.png", title)
+            got, spreads = _scribble_sheet(model, cfg, seeds, a.out / f"{name}_{task}.png", title,
+                                           results=a.out / "results" / task if a.save_results else None)
+            rows += got
             continue
         cells, captions = [], []
         for pname, rgb, placement in photos:
@@ -371,14 +392,15 @@ def main(argv: list[str] | None = None) -> int:
                      _fmt(row.psnr_hole), _fmt(row.chroma_rms), row.y_psnr, row.seconds)
         save_sheet(a.out / f"{name}_{task}.png", contact_sheet(title, cells, captions))
     means = summary(rows)
-    (a.out / f"{name}.md").write_text(markdown(model.config.name, configs, means), encoding="utf-8")
+    table = markdown(model.config.name, configs, means, spreads=spreads)
+    (a.out / f"{name}.md").write_text(table, encoding="utf-8")
     with (a.out / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([fl.name for fl in dataclasses.fields(Row)])
         for r in rows:
             writer.writerow([getattr(r, fl.name) if not isinstance(getattr(r, fl.name), float)
                              else f"{getattr(r, fl.name):.4f}" for fl in dataclasses.fields(Row)])
-    print(markdown(model.config.name, configs, means))
+    print(table)
     return 0
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 import models
 from engine.gallery import COLUMNS, PHOTO_TASKS, SCRIBBLE_SEEDS, flat_colours, main, save_sheet
+from engine.metrics import seed_spread
 from tests.tiny import make_tiny_model
 
 
@@ -49,13 +50,23 @@ def test_gallery_rejects_unknown_tasks(models_dir, tmp_path, capsys):
 
 def test_gallery_draws_the_domains_example_scribbles_with_each_seed(models_dir, tmp_path, capsys):
     out = tmp_path / "gallery"
-    assert main(["--model", "tiny32", "--out", str(out), "--steps", "3", "--tasks", "scribble", "--seeds", "4,5"]) == 0
+    assert main(["--model", "tiny32", "--out", str(out), "--steps", "3", "--tasks", "scribble", "--seeds", "4,5",
+                 "--save-results"]) == 0
     rows = list(csv.DictReader((out / "tiny32.csv").open()))
     assert [r["photo"] for r in rows] == ["scribble_cat_grey_256.png seed 4", "scribble_cat_grey_256.png seed 5",
                                           "scribble_cat_orange_256.png seed 4", "scribble_cat_orange_256.png seed 5"]
     assert all(math.isfinite(float(r["psnr_known"])) and math.isnan(float(r["psnr_hole"])) for r in rows)
     assert rows[0]["psnr_known"] != rows[1]["psnr_known"]           # the seed changes the drawing
     assert all(float(r["sharpness"]) > 0 for r in rows) and rows[0]["sharpness"] != rows[1]["sharpness"]
+    spread_line = (out / "tiny32.md").read_text().splitlines()[-1]     # each scribble's seed spread under the table
+    spreads = dict(part.rsplit(" ", 1) for part in spread_line.split(": ", 1)[1].split(", "))
+    assert sorted(spreads) == ["scribble_cat_grey_256.png", "scribble_cat_orange_256.png"]
+    assert all(float(v) > 0 for v in spreads.values())                  # two seeds, two different draws
+    saved = sorted(p.name for p in (out / "results" / "scribble").iterdir())
+    assert saved == [f"scribble_cat_{c}_256_seed{s}.png" for c in ("grey", "orange") for s in (4, 5)]
+    draws = [np.asarray(Image.open(out / "results" / "scribble" / n).convert("RGB")) for n in saved[:2]]
+    assert draws[0].shape == (32, 32, 3) and float(spreads["scribble_cat_grey_256.png"]) == pytest.approx(
+        seed_spread(draws), abs=0.05)                                   # the spread is of the saved results
     sheet = cv2.imread(str(out / "tiny32_scribble.png"))              # scribble, loss view, a result per seed
     assert sheet is not None and 128 * 4 < sheet.shape[1] < 128 * 5 and sheet.shape[0] > 2 * 128
     assert main(["--model", "tiny32", "--out", str(out), "--tasks", "scribble", "--seeds", "a"]) == 2

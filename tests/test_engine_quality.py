@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine import InversionConfig, LossWeights, project_target, request_for_task, run
-from engine.metrics import psnr, sharpness, ssim
+from engine.metrics import psnr, seed_spread, sharpness, ssim
 from tests.engine_helpers import recoverable_model, target_from_latent
 
 
@@ -42,6 +42,19 @@ def test_sharpness_falls_with_blur_and_is_zero_on_a_flat_image():
     red[:, ::2, 0] = 255
     blue[:, ::2, 2] = 255
     assert sharpness(red) > 2 * sharpness(blue) > 0
+
+
+def test_seed_spread_is_the_mean_pairwise_rms_and_zero_for_one_picture_drawn_again():
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 246, (64, 64, 3), dtype=np.uint8)
+    assert seed_spread([face, face.copy(), face.copy()]) == 0.0         # the same draw at every seed
+    # pairs differ by 0, 10 and 10 everywhere: mean RMS 20/3
+    assert seed_spread([face, face + 10, face]) == pytest.approx(20 / 3)
+    varied = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    assert seed_spread(varied) > 60                                     # independent noise: about 104
+    assert math.isnan(seed_spread([face]))
+    with pytest.raises(ValueError, match="one shape"):
+        seed_spread([face, face[:32]])
 
 
 @pytest.mark.parametrize("task", ["inpaint", "colorize", "superres"])
