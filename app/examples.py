@@ -356,11 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--models needs --make")
     if args.models and args.skip_samples:
         ap.error("--models and --skip-samples contradict each other")
-    if args.make:
+    if args.models:
         try:
-            make(samples=not args.skip_samples, models=args.models)
-        except ValueError as exc:
+            _bundled(args.models)
+        except ValueError as exc:  # only the names are checked here: make's own errors stay tracebacks
             ap.error(str(exc))
+    if args.make:
+        make(samples=not args.skip_samples, models=args.models)
     for tab in TABS:
         rows = examples_for(tab)
         print(f"{tab}: {len(rows)} example rows")
