@@ -300,14 +300,18 @@ def model_samples(name: str) -> list[np.ndarray]:
     return out
 
 
+class NotBundledError(ValueError):
+    """A model name given for the samples is not a bundled model."""
+
+
 def _bundled(names: Sequence[str] | None) -> list[str]:
-    """The named bundled models (all of them when None); ValueError naming any that is not bundled."""
+    """The named bundled models (all of them when None); NotBundledError naming any that is not bundled."""
     import models  # noqa: PLC0415
 
     bundled = models.bundled_names()
     unknown = sorted(set(names or ()) - set(bundled))
     if unknown:
-        raise ValueError(f"not bundled: {', '.join(unknown)}; bundled models are {', '.join(bundled)}")
+        raise NotBundledError(f"not bundled: {', '.join(unknown)}; bundled models are {', '.join(bundled)}")
     return bundled if names is None else sorted(set(names))
 
 
@@ -356,13 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--models needs --make")
     if args.models and args.skip_samples:
         ap.error("--models and --skip-samples contradict each other")
-    if args.models:
-        try:
-            _bundled(args.models)
-        except ValueError as exc:  # only the names are checked here: make's own errors stay tracebacks
-            ap.error(str(exc))
     if args.make:
-        make(samples=not args.skip_samples, models=args.models)
+        try:
+            make(samples=not args.skip_samples, models=args.models)
+        except NotBundledError as exc:  # make checks the names before writing anything
+            ap.error(str(exc))
     for tab in TABS:
         rows = examples_for(tab)
         print(f"{tab}: {len(rows)} example rows")
