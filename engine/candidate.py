@@ -50,6 +50,8 @@ from .tasks import default_config
 log = logging.getLogger("engine.candidate")
 CHECKS = ("fid", "heldout", "inpaint", "colorize", "scribble")
 PHOTO_CHECKS = {"heldout": "reconstruct", "inpaint": "inpaint", "colorize": "colorize"}
+PHOTO_LABELS = {"heldout": "reconstruction PSNR (dB)", "inpaint": "inpaint, PSNR in the hole (dB)",
+                "colorize": "colorize, chroma RMS (lower is better)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,8 +182,9 @@ def compare(candidate: str, shipped: str, out: Path, *, options: CandidateOption
                     files = real_files(folder)
                     real = real_features(files, base.resolution, {"mobilenet": EXTRACTORS["mobilenet"]()},
                                          cache=cache / "features" if cache else None)["mobilenet"]
-                    report["real_photos"] = f"{folder.name} ({len(files)} photos)"
-                key.update(fake=options.fake, seeds=options.fid_seeds, real=report["real_photos"])
+                    report["real_photos"] = f"{folder.name} ({len(files):,} photos)"
+                    real_key = f"{folder.name} ({len(files)} photos)"
+                key.update(fake=options.fake, seeds=options.fid_seeds, real=real_key)
                 runs[role] = _cached(cache, key, lambda _d, m=model: fid_figures(
                     m, real, fake=options.fake, seeds=options.fid_seeds), dest)
             elif check in PHOTO_CHECKS:
@@ -251,8 +254,7 @@ def markdown(report: dict) -> str:
         r, score = checks[check], COMPARED_ON.get(task, WHOLE_FRAME)
         p = r["paired"]
         mean = score.key + "_mean"
-        lines.append(f"| {task}, {p['images']} held-out photos, {score.key}{score.where}"
-                     f"{' (lower is better)' if score.lower_is_better else ''} | {_f(r['shipped'][mean])} | "
+        lines.append(f"| {PHOTO_LABELS[check]}, {p['images']} held-out photos | {_f(r['shipped'][mean])} | "
                      f"{_f(r['candidate'][mean])} | {p['mean_diff']:+.2f} ± {p['stderr']:.2f}{score.unit}, better on "
                      f"{p['better']}, worse on {p['worse']} | {r['reads']} |")
     if "scribble" in checks:

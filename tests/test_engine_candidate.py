@@ -112,4 +112,4 @@ def test_cli_reads_seed_ranges_and_refuses_unknown_checks(setup, capsys):
     assert main(["tiny32", "--shipped", "tiny32", "--out", str(tmp_path / "o"), "--checks", "heldout",
                  "--data", str(data), "--n", "2", "--steps", "2"]) == 0
     out = capsys.readouterr().out
-    assert "| reconstruct, 2 held-out photos, psnr | " in out and "| +0.00 ± 0.00 dB" in out
+    assert "| reconstruction PSNR (dB), 2 held-out photos | " in out and "| +0.00 ± 0.00 dB" in out
