@@ -142,6 +142,7 @@ def scribble_figures(model: EngineModel, *, seeds: tuple[int, ...], soft_below: 
 
 
 def with_task_defaults(model: EngineModel, task_defaults: dict) -> EngineModel:
+    """The same model inverted with other task defaults (the shipped model's, for a candidate)."""
     return dataclasses.replace(model, config=model.config.replace(task_defaults=task_defaults))
 
 
