@@ -39,7 +39,7 @@ from models import load_model
 from models.catalogue import sha256_of
 from models.evaluate_samples import default_real, generate_uint8, real_features, real_files, scores
 from models.loader import models_dir
-from models.sample_quality import EXTRACTORS
+from models.sample_quality import EXTRACTORS, FeatureFn
 
 from .evaluate import COMPARED_ON, WHOLE_FRAME, evaluate, paired_comparison, sample_grid, scores_by_image
 from .export import write_png
@@ -112,9 +112,9 @@ def _cached(cache: Path | None, key: dict, compute: Callable[[Path], dict], out:
     return json.loads(done.read_text())
 
 
-def fid_figures(model: EngineModel, real: np.ndarray, *, fake: int, seeds: tuple[int, ...]) -> dict:
-    """{seed: {fid, kid, kid_std}} of `fake` psi-1 samples per seed against the real MobileNet features."""
-    extract = EXTRACTORS["mobilenet"]()
+def fid_figures(model: EngineModel, real: np.ndarray, extract: FeatureFn, *, fake: int,
+                seeds: tuple[int, ...]) -> dict:
+    """{seed: {fid, kid, kid_std}} of `fake` psi-1 samples per seed against the real features (`extract`'s)."""
     return {str(s): scores(real, extract(generate_uint8(model.G, fake, seed=s))) for s in seeds}
 
 
@@ -179,15 +179,16 @@ def compare(candidate: str, shipped: str, out: Path, *, options: CandidateOption
             key = {"check": check, "model": shas[role], "task_defaults": model.config.task_defaults, "code": code}
             dest = out / check / role
             if check == "fid":
-                if real is None:
+                if real is None:  # one MobileNet for the photos and both models' samples
                     files = real_files(folder)
-                    real = real_features(files, base.resolution, {"mobilenet": EXTRACTORS["mobilenet"]()},
+                    extract = EXTRACTORS["mobilenet"]()
+                    real = real_features(files, base.resolution, {"mobilenet": extract},
                                          cache=cache / "features" if cache else None)["mobilenet"]
                     report["real_photos"] = f"{folder.name} ({len(files):,} photos)"
                     real_key = f"{folder.name} ({len(files)} photos)"
                 key.update(fake=options.fake, seeds=options.fid_seeds, real=real_key)
                 runs[role] = _cached(cache, key, lambda _d, m=model: fid_figures(
-                    m, real, fake=options.fake, seeds=options.fid_seeds), dest)
+                    m, real, extract, fake=options.fake, seeds=options.fid_seeds), dest)
             elif check in PHOTO_CHECKS:
                 key.update(steps=options.steps, photos=[p.name for p in photos])
                 runs[role] = _cached(cache, key, lambda d, m=model: photo_figures(

@@ -308,7 +308,7 @@ def config_for(task: str, arch: str, a: argparse.Namespace, overrides: TaskDefau
 
 
 def scribble_sheet(model: EngineModel, cfg: InversionConfig, seeds: tuple[int, ...], path: Path,
-                    title: str, *, results: Path | None = None) -> tuple[list[Row], dict[str, float]]:
+                   title: str, *, results: Path | None = None) -> tuple[list[Row], dict[str, float]]:
     """Each example scribble drawn with each seed (each result saved as `results/<scribble>_seed<N>.png` when
     `results` is given): the rows, and each scribble's seed spread (by file name)."""
     rows, cells, captions, spreads = [], [], [], {}
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                  + (f", best of {cfg.num_starts} psi {cfg.start_psi:g}" if cfg.init == "best-of-k" else ""))
         if task == "scribble":
             got, spreads = scribble_sheet(model, cfg, seeds, a.out / f"{name}_{task}.png", title,
-                                           results=a.out / "results" / task if a.save_results else None)
+                                          results=a.out / "results" / task if a.save_results else None)
             rows += got
             continue
         cells, captions = [], []
