@@ -38,7 +38,7 @@ import numpy as np
 from models import load_model
 from models.catalogue import sha256_of
 from models.evaluate_samples import default_real, generate_uint8, real_features, real_files, scores
-from models.loader import models_dir
+from models.loader import model_file, models_dir
 from models.sample_quality import EXTRACTORS, FeatureFn
 
 from .evaluate import COMPARED_ON, WHOLE_FRAME, evaluate, paired_comparison, sample_grid, scores_by_image
@@ -66,12 +66,6 @@ class CandidateOptions:
     scribble_seeds: tuple[int, ...] = tuple(range(18))
     soft_below: float = 300.0
     data: Path | None = None
-
-
-def model_file(name_or_path: str) -> Path:
-    """The file a bundled name or a path loads from (for hashing)."""
-    bundled = models_dir() / f"{name_or_path}.safetensors"
-    return bundled if "/" not in name_or_path and bundled.is_file() else Path(name_or_path)
 
 
 def code_digest() -> str:

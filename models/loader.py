@@ -15,7 +15,7 @@ from torch import nn
 
 from .catalogue import CATALOGUE, fetch
 from .config import ModelConfig
-from .native import load_native
+from .native import load_native, native_paths
 from .official_pickle import load_official_pickle
 from .rosinality import load_rosinality
 from .strict_load import CheckpointError
@@ -43,25 +43,38 @@ def bundled_names() -> list[str]:
     return sorted(p.stem for p in d.glob("*.json") if p.with_suffix(".safetensors").is_file()) if d.is_dir() else []
 
 
+def _bundled_config(key: str) -> Path | None:
+    """A bundled model's `.json`, which shadows a catalogue entry or file of the same name."""
+    path = models_dir() / f"{key}.json"
+    return path if "/" not in key and path.is_file() else None
+
+
+def model_file(name_or_path: str | Path) -> Path:
+    """The file a name or path loads its weights from: a bundled model's `.safetensors`, a catalogue entry's pickle
+    (downloaded on first use), a native `.json`'s `.safetensors`, or the path itself; CheckpointError if none."""
+    key = str(name_or_path)
+    if (bundled := _bundled_config(key)) is not None:
+        return native_paths(bundled)[0]
+    if key in CATALOGUE:
+        return fetch(CATALOGUE[key])
+    path = Path(key)
+    if not path.exists():
+        raise CheckpointError(f"unknown model {key!r}: not a file, not a bundled model "
+                              f"({', '.join(bundled_names()) or 'none'}) and not in the catalogue "
+                              f"({', '.join(CATALOGUE)})")
+    return native_paths(path)[0] if path.suffix.lower() == ".json" else path
+
+
 def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu",
                with_discriminator: bool = True) -> LoadedModel:
     """Load any supported checkpoint by bundled/catalogue name or path; fails loudly with a reason."""
     key = str(name_or_path)
-    bundled = models_dir() / f"{key}.json"
-    if "/" not in key and bundled.is_file():
-        path = bundled
-    elif key in CATALOGUE:
+    path = model_file(key)
+    if key in CATALOGUE and _bundled_config(key) is None:
         entry = CATALOGUE[key]
-        config, G, D = load_official_pickle(fetch(entry), device=device, name=key,
-                                            with_discriminator=with_discriminator,
+        config, G, D = load_official_pickle(path, device=device, name=key, with_discriminator=with_discriminator,
                                             info=dict(domain=entry.domain, licence=entry.licence))
         return _finish(config, G, D)
-    else:
-        path = Path(key)
-        if not path.exists():
-            raise CheckpointError(f"unknown model {key!r}: not a file, not a bundled model "
-                                  f"({', '.join(bundled_names()) or 'none'}) and not in the catalogue "
-                                  f"({', '.join(CATALOGUE)})")
     suffix = path.suffix.lower()
     if suffix in (".safetensors", ".json"):
         config, G, D = load_native(path, device=device, with_discriminator=with_discriminator)

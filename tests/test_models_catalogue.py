@@ -87,6 +87,7 @@ def test_catalogue_name_loads_from_cache_without_network(latentbrush_cache, netw
     src = make_tiny_model(resolution=16, seed=2)
     write_official_pickle(latentbrush_cache / CATALOGUE["ffhq"].filename, src.G, src.D, config=src.config)
     loaded = models.load_model("ffhq")
+    assert models.model_file("ffhq") == latentbrush_cache / CATALOGUE["ffhq"].filename
     assert network_attempts == []
     assert loaded.config.name == "ffhq"
     assert loaded.config.licence == CATALOGUE["ffhq"].licence

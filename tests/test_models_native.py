@@ -167,6 +167,19 @@ def test_load_bundled_model_by_name(tiny_models_dir):
     assert isinstance(models.load_generator(TINY_BUNDLED_NAME), models.Generator)
 
 
+def test_model_file_names_the_weights(tiny_models_dir, tmp_path):
+    # The file whose bytes a name or path loads (what engine.candidate hashes): a bundled name and a native
+    # `.json` both resolve to the `.safetensors` beside it, not to the config.
+    bundled = models.model_file(TINY_BUNDLED_NAME)
+    assert bundled == tiny_models_dir / f"{TINY_BUNDLED_NAME}.safetensors" and bundled.is_file()
+    tiny = make_tiny_model(resolution=16)
+    weights = models.save_model(tmp_path / "m.safetensors", tiny.config, tiny.G)
+    assert models.model_file(tmp_path / "m.json") == weights
+    assert models.model_file(str(weights)) == weights
+    with pytest.raises(models.CheckpointError, match="unknown model"):
+        models.model_file(tmp_path / "absent.safetensors")
+
+
 def test_bundled_names_need_both_files(tiny_models_dir, tmp_path, monkeypatch):
     folder = tmp_path / "models"
     folder.mkdir()
