@@ -6,7 +6,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt 2>/dev/null | md5s
 RUN_STAMP := $(VENV)/.run-$(REQ_HASH)
 DEV_STAMP := $(VENV)/.dev-$(REQ_HASH)
 
-.PHONY: run test install install-dev browser bench clean
+.PHONY: run test install install-dev browser bench clean train-face64 train-cat64
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,24 @@ test: install-dev
 
 bench: $(RUN_STAMP)
 	$(PY) -m engine.bench
+
+# The bundled models' training lines (models/TRAINING.md), one CPU thread each, in the foreground (wrap in nohup to
+# leave one running). The same command every session: it goes on from TRAIN_DIR/state.pt when the machine was kept,
+# else from the shipped weights; every snapshot's export is kept in TRAIN_DIR/snaps to judge with engine.candidate.
+TRAIN_ROOT ?= ../train
+TRAIN_LINE = OMP_NUM_THREADS=1 $(PY) -m models.train --continue --threads 1 --pl-weight 2 --augment color translation \
+	--metric mobilenet --metric-kimg 24 --metric-fake 240 --snapshot-min 8 --kimg 100000
+
+train-face64: $(RUN_STAMP)
+	$(TRAIN_LINE) --data ../shared/data/faces-utk-128 --resume-model assets/models/face64.safetensors --lr 0.001 \
+	  --metric mobilenet dlib-face \
+	  --out $(TRAIN_ROOT)/face64 --export $(TRAIN_ROOT)/face64/face64.safetensors --keep-exports $(TRAIN_ROOT)/face64/snaps \
+	  --licence "UTKFace: non-commercial research purposes only"
+
+train-cat64: $(RUN_STAMP)
+	$(TRAIN_LINE) --data ../shared/data/cats-afhq-128 --resume-model assets/models/cat64.safetensors --lr 0.0025 \
+	  --out $(TRAIN_ROOT)/cat64 --export $(TRAIN_ROOT)/cat64/cat64.safetensors --keep-exports $(TRAIN_ROOT)/cat64/snaps \
+	  --licence "CC BY-NC 4.0 (AFHQ cats; non-commercial use only)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/artifacts

@@ -77,6 +77,41 @@ def test_cli_trains_exports_and_resumes(tmp_path):
     assert models.load_model(tmp_path / "exp" / "m.safetensors").config.images_seen == 16
 
 
+def test_continue_takes_the_runs_own_state_when_there_is_one_and_keeps_every_export(tmp_path, caplog):
+    # The same command in every session: a fresh machine starts from the shipped weights, a kept one goes on from
+    # the run's state.pt (its optimiser state), and each snapshot's export is kept under its image count.
+    caplog.set_level(logging.INFO, logger="models.train")
+    data = _image_folder(tmp_path / "data")
+    common = ["--data", str(data), "--arch", "dcgan", "--batch", "4", "--no-bf16", "--holdout", "0"]
+    shipped = tmp_path / "shipped.safetensors"
+    assert main(common + ["--kimg", "0.008", "--out", str(tmp_path / "a"), "--export", str(shipped)]) == 0
+    out, snaps = tmp_path / "line", tmp_path / "line" / "snaps"
+    line = common + ["--continue", "--resume-model", str(shipped), "--out", str(out),
+                     "--export", str(out / "m.safetensors"), "--keep-exports", str(snaps)]
+    assert main(line + ["--kimg", "0.016"]) == 0
+    assert "resumed from model" in caplog.text and "continuing it" not in caplog.text
+    caplog.clear()
+    assert main(line + ["--kimg", "0.024"]) == 0
+    assert "--continue: " in caplog.text and "resumed from " + str(out / "state.pt") in caplog.text
+    assert sorted(p.name for p in snaps.iterdir()) == ["m_16.json", "m_16.safetensors", "m_24.json",
+                                                      "m_24.safetensors"]
+    assert models.load_model(snaps / "m_16.safetensors").config.images_seen == 16
+    kept = models.load_model(snaps / "m_24.safetensors")
+    assert kept.config.images_seen == 24
+    assert (snaps / "m_24.safetensors").read_bytes() == (out / "m.safetensors").read_bytes()
+    assert "continued from shipped (8 images seen)" in kept.config.provenance
+
+
+def test_continue_and_keep_exports_refuse_what_they_cannot_do(tmp_path, capsys):
+    base = ["--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit):
+        main(base + ["--continue", "--resume", str(tmp_path / "state.pt")])
+    assert "leave out --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["--keep-exports", str(tmp_path / "k")])
+    assert "give --export too" in capsys.readouterr().err
+
+
 def test_precision_auto_takes_bf16_only_where_the_cpu_runs_it(monkeypatch):
     from models import train
     cpu = torch.device("cpu")
