@@ -38,8 +38,8 @@ bench: $(RUN_STAMP)
 	$(PY) -m engine.bench
 
 # The bundled models' training lines (models/TRAINING.md), one CPU thread each, in the foreground (wrap in nohup to
-# leave one running). The same command every session: it goes on from TRAIN_DIR/state.pt when the machine was kept,
-# else from the shipped weights; every snapshot's export is kept in TRAIN_DIR/snaps to judge with engine.candidate.
+# leave one running). The same command every session: it goes on from $(TRAIN_ROOT)/NAME/state.pt when the machine was
+# kept, else from the shipped weights; every snapshot's export is kept in $(TRAIN_ROOT)/NAME/snaps for engine.candidate.
 TRAIN_ROOT ?= ../train
 TRAIN_LINE = OMP_NUM_THREADS=1 $(PY) -m models.train --continue --threads 1 --pl-weight 2 --augment color translation \
 	--metric mobilenet --metric-kimg 24 --metric-fake 240 --snapshot-min 8 --kimg 100000
