@@ -179,6 +179,7 @@ def compare(candidate: str, shipped: str, out: Path, *, options: CandidateOption
                     real = real_features(files, base.resolution, {"mobilenet": extract},
                                          cache=cache / "features" if cache else None)["mobilenet"]
                     report["real_photos"] = f"{folder.name} ({len(files):,} photos)"
+                    # The key keeps its wording from before the report printed separators: old entries stay valid.
                     real_key = f"{folder.name} ({len(files)} photos)"
                 key.update(fake=options.fake, seeds=options.fid_seeds, real=real_key)
                 runs[role] = _cached(cache, key, lambda _d, m=model: fid_figures(
